@@ -91,3 +91,32 @@ def random_holdout(raw: RawDataset, catalog: Catalog, seed: int = 0) -> Split:
     """The same shape as leave_one_out with each user's items in a seeded random order."""
     rng = np.random.default_rng(seed)
     return _split(raw, catalog, "random-holdout", lambda g: g.iloc[rng.permutation(len(g))])
+
+
+def last_positive_holdout(raw: RawDataset, catalog: Catalog, min_rating: float = 4.0) -> Split:
+    """The conversational protocol's split: each user's target is the last item rated at least
+    ``min_rating`` (the ``test`` item); ``train`` holds only what the user rated before it, so a
+    model fitted on ``train`` never sees a target or anything after it. ``valid`` is -1 (none).
+    """
+    def order(g):
+        return g.sort_values(["timestamp", "row"], kind="stable") if raw.has_timestamps else g
+
+    base = _split(raw, catalog, "last-positive-holdout", lambda g: g)
+    r = raw.ratings
+    frame = r.assign(item_id=catalog.item_ids_for_movielens(r["movielens_id"].values), row=np.arange(len(r)))
+    train, train_r = [], []
+    test = np.full(base.n_users, -1, np.int64)
+    test_r = np.full(base.n_users, np.nan, np.float32)
+    for u, (_, g) in enumerate(frame.groupby("user_id", sort=True)):
+        g = order(g)
+        items, ratings = g["item_id"].values.astype(np.int64), g["rating"].values.astype(np.float32)
+        pos = np.flatnonzero(ratings >= min_rating)
+        if len(pos) and pos[-1] >= 1:  # a target with at least one item before it
+            t = pos[-1]
+            test[u], test_r[u] = items[t], ratings[t]
+            items, ratings = items[:t], ratings[:t]
+        train.append(items)
+        train_r.append(ratings)
+    none = np.full(base.n_users, -1, np.int64)
+    return Split("last-positive-holdout", base.n_users, base.n_items, base.user_ids, train, train_r,
+                 none, np.full(base.n_users, np.nan, np.float32), test, test_r)

@@ -154,9 +154,11 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
         for name in ("pop", "bpr", "sasrec", "text"):
             m = models[name]
             histories = [split.history(u, "test") for u in range(split.n_users)]
+            config = m.config_dict() if hasattr(m, "config_dict") else asdict(m.config) if hasattr(m, "config") else {}
             save_embeddings(emb_dir, name, m.item_embeddings(), m.user_embeddings(histories),
-                            {"model": name, "dataset": dataset, "split": split.name,
-                             "user_history": "train + validation items (the test-time history)"})
+                            {"model": name, "config": config, "dataset": dataset, "split": split.name,
+                             "user_repr": getattr(m, "user_repr", "user vector over the train + validation "
+                                                  "history (the test-time history)")})
 
     report = {
         "dataset": dataset, "protocol": PROTOCOL, "split": split.name, "seed": cfg.seed,

@@ -4,7 +4,7 @@ import pytest
 
 from retrieval.catalog import build_catalog
 from retrieval.data import DataError, load_dataset
-from retrieval.splits import leave_one_out, random_holdout
+from retrieval.splits import last_positive_holdout, leave_one_out, random_holdout
 from tests.conftest import write_latest_small
 
 
@@ -64,3 +64,16 @@ def test_unknown_user_is_a_clear_error(data_root):
     with pytest.raises(KeyError, match="user 99999 is not in this data set"):
         split.user_index(99999)
     assert split.user_index(int(split.user_ids[2])) == 2
+
+
+def test_last_positive_holdout_hides_target_and_later_items(tmp_path):
+    rows = [(1, 1, 5.0, 1), (1, 2, 4.0, 2), (1, 3, 2.0, 3), (2, 4, 5.0, 1), (2, 5, 1.0, 2)]
+    root = write_latest_small(tmp_path / "d", rows)
+    raw = load_dataset("ml-latest-small", root)
+    cat = build_catalog(raw)
+    split = last_positive_holdout(raw, cat)
+    ml = cat.items.movielens_id
+    assert ml[split.test[0]] == 2 and split.test_rating[0] == 4.0
+    assert [ml[i] for i in split.train[0]] == [1]  # item 3 came after the target: not in train
+    assert split.test[1] == -1 and len(split.train[1]) == 2  # the only positive is the first item
+    assert (split.valid == -1).all()

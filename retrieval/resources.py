@@ -1,0 +1,163 @@
+"""Everything the recommender loads at start, built once and saved under ``<out>/<dataset>/``.
+
+``build_resources`` trains the product's CF model (SASRec) on the conversational split's training
+part (``last_positive_holdout``: each user's history before their last positively rated movie, so
+a conversational evaluation never meets a model that saw its target), embeds the item text,
+builds the faiss indexes and writes a manifest with the sha256 of every file. ``load_resources``
+checks the manifest and raises ``ArtifactError`` naming the missing or corrupt file and the
+command that rebuilds it.
+
+Layout of ``<out>/<dataset>/``:
+  manifest.json          dataset, config, created, sha256 per file
+  text/item_text.npy     (N, 384) MiniLM embeddings of ``catalog.items.text`` (+ .json cache meta)
+  text.faiss (+ .json)   exact inner-product index over the text embeddings
+  sasrec.pt              SASRec weights + config + n_items
+  cf.faiss (+ .json)     exact inner-product index over SASRec item embeddings (item-to-item)
+  embeddings/sasrec.*    item and user embeddings (retrieval/embeddings.py format) for the Q-Former
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retrieval.catalog import Catalog, build_catalog
+from retrieval.data import load_dataset
+from retrieval.embeddings import save_embeddings
+from retrieval.index import ItemIndex
+from retrieval.sasrec import SASRec, SASRecConfig, SASRecNet
+from retrieval.splits import Split, last_positive_holdout
+from retrieval.text_encoder import TextEncoder, item_text_embeddings
+from retrieval.titles import TitleIndex
+
+MANIFEST_VERSION = 1
+CONFIGS = {
+    "default": SASRecConfig(),
+    "smoke": SASRecConfig(epochs=2, max_len=20, dim=16, progress=False),
+}
+
+
+class ArtifactError(RuntimeError):
+    """Artefacts are missing or corrupt; the message names the file and how to rebuild."""
+
+
+@dataclass
+class Resources:
+    dataset: str
+    catalog: Catalog
+    titles: TitleIndex
+    split: Split
+    popularity: np.ndarray
+    text_embeds: np.ndarray
+    text_index: ItemIndex
+    cf: SASRec
+    cf_index: ItemIndex
+    manifest: dict = field(default_factory=dict)
+    _encoder: TextEncoder | None = None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(N, 384) L2-normalised query embeddings; the encoder loads on first use."""
+        if self._encoder is None:
+            self._encoder = TextEncoder()
+        return self._encoder(list(texts))
+
+    def user_history(self, movielens_user_id: int) -> np.ndarray:
+        """Item ids the user rated before their held-out target, in time order."""
+        return self.split.train[self.split.user_index(movielens_user_id)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _rebuild_hint(dataset: str, out: Path) -> str:
+    return f"rebuild with `python -m training.build --dataset {dataset} --out {out}` (or `make build`)"
+
+
+def _load_data(dataset: str, data_dir):
+    raw = load_dataset(dataset, data_dir)
+    catalog = build_catalog(raw)
+    split = last_positive_holdout(raw, catalog)
+    return catalog, split, TitleIndex(catalog, split.popularity())
+
+
+def build_resources(dataset: str, out_dir, config: str = "default", data_dir=None, log=print) -> Resources:
+    """Train, embed, index and save everything ``load_resources`` needs."""
+    if config not in CONFIGS:
+        raise ValueError(f"unknown resources config {config!r}; known: {', '.join(CONFIGS)}")
+    out = Path(out_dir) / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    catalog, split, titles = _load_data(dataset, data_dir)
+    log(f"[build] {dataset}: {len(catalog)} movies, {split.n_users} users "
+        f"({catalog.description_coverage():.0%} with a description)")
+
+    log("[build] text embeddings (all-MiniLM-L6-v2) ...")
+    text_embeds = item_text_embeddings(catalog.items["text"].tolist(), out / "text")
+    text_index = ItemIndex.from_vectors(text_embeds, catalog.items)
+    text_index.save(out / "text.faiss", {"what": "item text (MiniLM)"})
+
+    log("[build] SASRec on the conversational split's train part ...")
+    cf = SASRec(CONFIGS[config])
+    info = cf.fit(split.train, split.n_items)
+    log(f"[build] SASRec trained in {info['train_s']:.0f}s, final loss {info['loss_curve'][-1]:.3f}")
+    torch.save({"state_dict": cf.net.state_dict(), "config": asdict(cf.config), "n_items": split.n_items},
+               out / "sasrec.pt")
+    cf_index = ItemIndex.from_vectors(cf.item_embeddings(), catalog.items)
+    cf_index.save(out / "cf.faiss", {"what": "SASRec item embeddings"})
+    save_embeddings(out / "embeddings", "sasrec", cf.item_embeddings(), cf.user_embeddings(split.train),
+                    {"model": "sasrec", "config": asdict(cf.config), "dataset": dataset, "split": split.name,
+                     "user_repr": "final hidden state over the history before the held-out target"})
+
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest = {"version": MANIFEST_VERSION, "dataset": dataset, "config": config,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"), "build_s": round(time.perf_counter() - t0, 1),
+                "files": {str(p.relative_to(out)): _sha256(p) for p in files}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    log(f"[build] done in {manifest['build_s']}s -> {out}")
+    return Resources(dataset, catalog, titles, split, split.popularity(), text_embeds, text_index,
+                     cf, cf_index, manifest)
+
+
+def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
+    """Load what ``build_resources`` saved, after checking every file against the manifest."""
+    out = Path(out_dir) / dataset
+    mpath = out / "manifest.json"
+    if not mpath.is_file():
+        raise ArtifactError(f"no built artefacts for {dataset} in {out} (manifest.json missing); "
+                            + _rebuild_hint(dataset, Path(out_dir)))
+    try:
+        manifest = json.loads(mpath.read_text())
+        files = manifest["files"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ArtifactError(f"{mpath} is corrupt ({e}); " + _rebuild_hint(dataset, Path(out_dir))) from None
+    for rel, sha in files.items():
+        p = out / rel
+        if not p.is_file():
+            raise ArtifactError(f"artefact {p} is missing; " + _rebuild_hint(dataset, Path(out_dir)))
+        if _sha256(p) != sha:
+            raise ArtifactError(f"artefact {p} is corrupt (checksum mismatch); "
+                                + _rebuild_hint(dataset, Path(out_dir)))
+    catalog, split, titles = _load_data(dataset, data_dir)
+    text_embeds = np.load(out / "text" / "item_text.npy")
+    if len(text_embeds) != len(catalog):
+        raise ArtifactError(f"{out / 'text'} holds {len(text_embeds)} embeddings but the catalogue has "
+                            f"{len(catalog)} movies (data changed?); " + _rebuild_hint(dataset, Path(out_dir)))
+    ckpt = torch.load(out / "sasrec.pt", map_location="cpu", weights_only=True)
+    cf = SASRec(replace(SASRecConfig(), **ckpt["config"]))
+    cf.n_items = ckpt["n_items"]
+    cf.net = SASRecNet(cf.n_items, cf.config)
+    cf.net.load_state_dict(ckpt["state_dict"])
+    cf.net.eval()
+    return Resources(dataset, catalog, titles, split, split.popularity(), text_embeds,
+                     ItemIndex.load(out / "text.faiss", catalog.items), cf,
+                     ItemIndex.load(out / "cf.faiss", catalog.items), manifest)
