@@ -41,8 +41,9 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install
-	$(BIN)/python -m training.bench_offline --dataset ml-100k
-	$(BIN)/python -m training.bench_offline --dataset ml-latest-small
+	$(BIN)/python -m training.bench_offline --dataset ml-100k --artifacts $(ARTIFACTS)/bench
+	$(BIN)/python -m training.bench_offline --dataset ml-latest-small --artifacts $(ARTIFACTS)/bench
+	$(BIN)/python -m training.report_tables
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS)

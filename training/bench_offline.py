@@ -199,9 +199,9 @@ def markdown(report: dict) -> str:
                  f"p50 {ex['p50_ms']:.3f} ms, p95 {ex['p95_ms']:.3f} ms per single query.")
     if "ann_synthetic" in sp:
         a = sp["ann_synthetic"]
-        lines.append(f"Approximate index ({a.get('kind', 'ann')}) on {a['n']:,} synthetic {a['d']}-d vectors: "
-                     f"build {a['build_s']:.1f} s, p50 {a['p50_ms']:.3f} ms per query, "
-                     f"recall@10 vs exact {a['recall@10']:.3f}.")
+        lines.append(f"Approximate index ({a['index']}, {a['params']}) on {a['n']:,} synthetic {a['d']}-d "
+                     f"vectors ({a['data']}): build {a['build_s']:.1f} s, p50 {a['p50_ms']:.3f} ms per "
+                     f"query, recall@{a['k']} vs exact {a['recall_at_%d' % a['k']]:.3f}.")
     return "\n".join(lines) + "\n"
 
 
