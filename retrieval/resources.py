@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -59,11 +60,14 @@ class Resources:
     cf_index: ItemIndex
     manifest: dict = field(default_factory=dict)
     _encoder: TextEncoder | None = None
+    _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """(N, 384) L2-normalised query embeddings; the encoder loads on first use."""
-        if self._encoder is None:
-            self._encoder = TextEncoder()
+        """(N, 384) L2-normalised query embeddings; the encoder loads once, on first use, even
+        when several sessions ask at the same time."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = TextEncoder()
         return self._encoder(list(texts))
 
     def user_history(self, movielens_user_id: int) -> np.ndarray:

@@ -1,0 +1,259 @@
+"""Load test of the chat page (not part of ``make test``): N simulated people chat at once through
+``gradio_client`` against a local server, T turns each; writes ``reports/load.md``.
+
+  python -m app.loadtest [--people 20] [--turns 5] [--dataset ml-latest-small] [--artifacts artifacts]
+                         [--llm SPEC | --small] [--url http://127.0.0.1:7860] [--out reports/load.md]
+
+Without ``--url`` it starts ``python -m app.main`` on a free port with a fresh SQLite file and stops
+it afterwards. Cross-talk checks: every person asks for movies made after their own year, so
+after each of their turns the state panel must show their turn count and their year and nobody
+else's, the conversation returned must hold only their messages, and (when this script started
+the server) every stored conversation must hold one person's messages only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+GENRES = ["comedy", "drama", "thriller", "sci-fi", "romance", "action", "animated", "crime", "horror", "adventure"]
+FOLLOW_UPS = ["something a bit funnier", "no horror please", "more like the first one", "something else"]
+
+
+def year_of(person: int) -> int:
+    return 1950 + 2 * person        # unique per person (20 people: 1950..1988)
+
+
+def script(person: int, turns: int) -> list[str]:
+    first = f"a {GENRES[person % len(GENRES)]} movie made after {year_of(person)}"
+    return [first] + [FOLLOW_UPS[i % len(FOLLOW_UPS)] for i in range(turns - 1)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url + "/config", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"the server at {url} was not ready after {timeout:.0f}s")
+
+
+def message_text(content) -> str:
+    """A chat message's text: Gradio 6 sends content as a list of {"type": "text", "text": ...} parts."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def check_turn(person: int, k: int, chat: list, state_html: str) -> list[str]:
+    """Cross-talk problems seen in one turn's outputs (empty: none)."""
+    problems = []
+    m = re.search(r"Turn (\d+)", state_html)
+    if not m or int(m.group(1)) != k:
+        problems.append(f"person {person} turn {k}: state panel says {m.group(0) if m else 'no turn'}")
+    years = {int(y) for y in re.findall(r"Years: (\d{4}) to", state_html)}
+    own = year_of(person)
+    if len(years) != 1 or years - {own, own + 1}:
+        problems.append(f"person {person} turn {k}: state shows years {sorted(years)}, not their own {own}")
+    users = [message_text(m_.get("content")) for m_ in chat if m_.get("role") == "user"]
+    mine = script(person, 99)
+    for u in users:
+        plain = re.sub(r"\\(.)", r"\1", str(u))
+        if plain not in mine:
+            problems.append(f"person {person} turn {k}: conversation holds a message that is not theirs: {plain[:60]!r}")
+    return problems
+
+
+def run_person(url: str, person: int, turns: int, results: dict, lock: threading.Lock) -> None:
+    from gradio_client import Client
+    latencies, errors, problems = [], [], []
+    try:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    except Exception as e:  # a person who cannot connect is an error of the run, not a crash of it
+        errors.append(f"person {person}: connect: {type(e).__name__}: {e}")
+        client = None
+    chat: list = []
+    for k, text in enumerate(script(person, turns) if client else [], 1):
+        t0 = time.perf_counter()
+        try:
+            out = client.predict(text, chat, api_name="/chat")
+        except Exception as e:
+            errors.append(f"person {person} turn {k}: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        latencies.append(time.perf_counter() - t0)
+        _, chat, state_html, _why, _notice = out
+        reply = message_text(chat[-1].get("content")) if chat else ""
+        if "Sorry, that went wrong" in reply or not reply.strip():
+            errors.append(f"person {person} turn {k}: no reply, or the page showed an error: {reply[:200]!r}")
+        problems += check_turn(person, k, chat, state_html)
+    with lock:
+        results["latencies"] += latencies
+        results["errors"] += errors
+        results["problems"] += problems
+        results["turns_done"] += len(latencies)
+
+
+def check_store(db: Path, people: int, turns: int) -> list[str]:
+    """Every stored conversation holds one person's script only, and each person's turns are there."""
+    con = sqlite3.connect(str(db))
+    rows = con.execute("SELECT conversation_id, user_text FROM turns ORDER BY id").fetchall()
+    con.close()
+    owner_of = {}
+    for p in range(people):
+        owner_of.setdefault(script(p, turns)[0], p)
+    by_conv: dict[str, list[str]] = {}
+    for cid, text in rows:
+        by_conv.setdefault(cid, []).append(text)
+    problems = []
+    for cid, texts in by_conv.items():
+        owners = {owner_of[t] for t in texts if t in owner_of}
+        if len(owners) != 1 or texts[0] not in owner_of or len(texts) != turns:
+            problems.append(f"stored conversation {cid[:8]}: {len(texts)} turns, first {texts[0][:40]!r}, "
+                            f"owners {sorted(owners)}")
+    if len(by_conv) != people:
+        problems.append(f"{len(by_conv)} stored conversations for {people} people")
+    return problems
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m app.loadtest", description=__doc__.split("\n")[0])
+    ap.add_argument("--people", type=int, default=20)
+    ap.add_argument("--turns", type=int, default=5)
+    ap.add_argument("--url", default=None, help="an already running server (default: start one)")
+    ap.add_argument("--dataset", default="ml-latest-small")
+    ap.add_argument("--artifacts", default="artifacts")
+    ap.add_argument("--data-dir", default=None)
+    llm = ap.add_mutually_exclusive_group()
+    llm.add_argument("--llm", default=None)
+    llm.add_argument("--small", action="store_true")
+    ap.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
+    ap.add_argument("--ready-timeout", type=float, default=600)
+    ap.add_argument("--out", default="reports/load.md", type=Path)
+    ap.add_argument("--note", default="", help="a sentence about this run to put in the report")
+    args = ap.parse_args(argv)
+
+    proc, db, log_path = None, None, None
+    url = args.url
+    llm_used = "small (smollm2-135m)" if args.small else (args.llm or "none (rules + template replies)")
+    if url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="loadtest-"))
+        db, log_path = tmp / "conversations.sqlite", tmp / "server.log"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "app.main", "--port", str(port), "--dataset", args.dataset,
+               "--artifacts", args.artifacts, "--db", str(db), "--concurrency", str(args.concurrency)]
+        if args.data_dir:
+            cmd += ["--data-dir", args.data_dir]
+        if args.small:
+            cmd += ["--small"]
+        elif args.llm:
+            cmd += ["--llm", args.llm]
+        print(f"[load] starting {' '.join(cmd)} (log: {log_path})", flush=True)
+        proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    else:
+        llm_used = "whatever the server at --url was started with"
+    try:
+        t_ready = time.perf_counter()
+        wait_ready(url, proc, args.ready_timeout)
+        print(f"[load] server ready after {time.perf_counter() - t_ready:.0f}s; "
+              f"{args.people} people x {args.turns} turns ...", flush=True)
+        results = {"latencies": [], "errors": [], "problems": [], "turns_done": 0}
+        lock = threading.Lock()
+        threads = [threading.Thread(target=run_person, args=(url, p, args.turns, results, lock))
+                   for p in range(args.people)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        if db is not None:
+            results["problems"] += check_store(db, args.people, args.turns)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    lat = results["latencies"]
+    manifest = Path(args.artifacts) / args.dataset / "manifest.json"
+    built = (json.loads(manifest.read_text()).get("config", "?") if manifest.is_file() and not args.url else "?")
+    expected = args.people * args.turns
+    lines = [
+        "# Load test: concurrent people on the chat page",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M')}; command: `python -m app.loadtest "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- Server: {'started by the script' if proc else args.url}; dataset {args.dataset}, artefacts "
+        f"`{args.artifacts}` (built with config `{built}`); LLM: {llm_used}; server concurrency {args.concurrency} turns at once",
+        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible "
+        f"(shared with other work while this ran), Python {platform.python_version()}",
+        f"- Clients: {args.people} simulated people, {args.turns} turns each, all at once, through `gradio_client`",
+    ] + ([f"- Note: {args.note}"] if args.note else []) + [
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| turns completed | {results['turns_done']} / {expected} |",
+        f"| errors | {len(results['errors'])} |",
+        f"| cross-talk problems | {len(results['problems'])} |",
+        f"| turn latency p50 | {pct(lat, 0.5):.2f} s |",
+        f"| turn latency p95 | {pct(lat, 0.95):.2f} s |",
+        f"| turn latency max | {max(lat) if lat else float('nan'):.2f} s |",
+        f"| turn latency mean | {statistics.mean(lat) if lat else float('nan'):.2f} s |",
+        f"| wall time | {wall:.1f} s |",
+        f"| throughput | {results['turns_done'] / wall:.2f} turns/s |",
+        "",
+        "Latency is the time one `predict` call takes from the client's side: the queue wait behind the",
+        "other people plus the turn itself (the server computes a limited number of turns at once).",
+        "Cross-talk checks: each person's state panel shows their own turn count and year and no one",
+        "else's; the returned conversation holds only their messages"
+        + ("; every stored conversation holds one person's turns only." if db else "."),
+    ]
+    for title, items in (("Errors", results["errors"]), ("Cross-talk problems", results["problems"])):
+        if items:
+            lines += ["", f"## {title} (first 20)", ""] + [f"- {e}" for e in items[:20]]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines[7:17]))
+    print(f"[load] wrote {args.out}")
+    return 0 if not results["errors"] and not results["problems"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The command line entry: parse arguments, load the built artefacts, build the dialog manager and
+launch the chat page (or, with ``--print-recs``, print one turn's suggestions without a browser).
+
+  python -m app.main [--host 127.0.0.1] [--port 7860] [--dataset ml-latest-small]
+                     [--artifacts artifacts] [--llm SPEC | --small] [--db conversations.sqlite]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SMALL_LLM = "smollm2-135m"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m app.main", description="Chat with the movie recommender.")
+    ap.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    ap.add_argument("--dataset", default="ml-latest-small", help="ml-100k, ml-latest-small or ml-1m")
+    ap.add_argument("--artifacts", default="artifacts", type=Path, help="what `python -m training.build` wrote")
+    ap.add_argument("--data-dir", default=None, type=Path, help="MovieLens data (default ../shared/data)")
+    llm = ap.add_mutually_exclusive_group()
+    llm.add_argument("--llm", default=None,
+                     help="LLM for understanding and replies: qwen2.5-coder-1.5b, smollm2-135m or a local "
+                          "directory (default: none, rules and template replies)")
+    llm.add_argument("--small", action="store_true", help=f"use the small fast LLM ({SMALL_LLM}) for quick demos")
+    ap.add_argument("--db", default=None, type=Path,
+                    help="SQLite file for conversations (default: <artifacts>/conversations.sqlite)")
+    ap.add_argument("--reports", default="reports", type=Path, help="folder the evaluation tab reads")
+    ap.add_argument("--concurrency", type=int, default=2, help="turns computed at once (default 2)")
+    ap.add_argument("--print-recs", metavar="MESSAGE", default=None,
+                    help="print the reply and suggestions for MESSAGE and exit (no browser)")
+    ap.add_argument("--user", type=int, default=None, help="with --print-recs: start as this MovieLens user")
+    return ap.parse_args(argv)
+
+
+def load_manager(args):
+    """(manager, resources) from the artefacts; ``ArtifactError`` names what is missing."""
+    from dialog.manager import build_manager
+    from retrieval.resources import load_resources
+    resources = load_resources(args.dataset, args.artifacts, data_dir=args.data_dir)
+    llm = SMALL_LLM if args.small else args.llm
+    return build_manager(resources, llm=llm), resources
+
+
+def print_recs(manager, message: str, user_id: int | None) -> None:
+    turn = manager.respond(manager.new_state(user_id), message)
+    print(turn.reply)
+    for i, s in enumerate(turn.suggestions, 1):
+        year = f" ({s.year})" if s.year else ""
+        print(f"{i}. {s.title}{year} [{', '.join(s.genres)}] score {s.score:.3f}: {s.reason}")
+    if turn.notice:
+        print(f"note: {turn.notice}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from retrieval.resources import ArtifactError
+    t0 = time.perf_counter()
+    print(f"[app] loading {args.dataset} from {args.artifacts} ...", flush=True)
+    try:
+        manager, resources = load_manager(args)
+    except ArtifactError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    t1 = time.perf_counter()
+    manager.respond(manager.new_state(), "a comedy")   # loads the lazily loaded text encoder before anyone waits
+    print(f"[app] warm-up turn {time.perf_counter() - t1:.1f}s", flush=True)
+    print(f"[app] ready in {time.perf_counter() - t0:.1f}s (llm: {SMALL_LLM if args.small else args.llm or 'none'})",
+          flush=True)
+    if args.print_recs is not None:
+        print_recs(manager, args.print_recs, args.user)
+        return 0
+
+    from app.store import Store, StoreError
+    args.db = args.db or args.artifacts / "conversations.sqlite"
+    from app.ui import build_ui, launch_options
+    try:
+        store = Store(args.db)
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    meta = {"dataset": args.dataset, "llm": SMALL_LLM if args.small else args.llm}
+    demo = build_ui(manager, store, user_ids=[int(u) for u in resources.split.user_ids],
+                    reports_dir=args.reports, meta=meta, title="Movie chat")
+    demo.queue(default_concurrency_limit=args.concurrency)
+    print(f"[app] serving on http://{args.host}:{args.port} (conversations -> {args.db})", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=False, quiet=True, **launch_options())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
