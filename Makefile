@@ -69,6 +69,7 @@ bench: install
 
 eval: build
 	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0
+	$(BIN)/python -m training.report_tables
 
 fit-ranker: build
 	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)

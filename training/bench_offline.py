@@ -83,8 +83,10 @@ def hardware() -> str:
                 break
     except OSError:
         pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
+            f"({torch.get_num_threads()} threads); {'CUDA' if torch.cuda.is_available() else 'CPU only'}; "
+            f"load average at start {load}")
 
 
 def _round(d: dict) -> dict:

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 
 START, END = "<!-- offline-table:start -->", "<!-- offline-table:end -->"
+SIM_START, SIM_END = "<!-- sim-table:start -->", "<!-- sim-table:end -->"
+SIM_METRICS = ("success@1", "success@3", "success@5", "recall@10", "ndcg@10", "avg_turns")
 METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
 
 
@@ -27,12 +29,39 @@ def offline_table(reports: Path) -> str:
     return "\n".join(lines) if lines else "_no offline report yet: run `make bench`_\n"
 
 
+def sim_table(reports: Path) -> str:
+    lines = []
+    for path in sorted(reports.glob("sim_*.json")):
+        r = json.loads(path.read_text())
+        if "systems" not in r:
+            continue
+        run = r.get("run", {})
+        hw = run.get("hardware", "")
+        if isinstance(hw, dict):
+            hw = ", ".join(f"{k} {v}" for k, v in hw.items() if v is not None)
+        lines += [f"**{r['dataset']}**, {r['simulator']} simulator, {r['n_users']} test users, at most "
+                  f"{r['max_turns']} turns, seed {r['seed']} ({hw}; wall time "
+                  f"{run.get('wall_s', '?')} s); 95% bootstrap interval of success@5 in brackets:", "",
+                  "| system | users | " + " | ".join(SIM_METRICS) + " | leaks |", "|---" * (len(SIM_METRICS) + 3) + "|"]
+        for name, m in r["systems"].items():
+            lo, hi = m["ci95"]["success@5"]
+            cells = [f"{m[k]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if k == "success@5" else "") for k in SIM_METRICS]
+            lines.append(f"| {name} | {m.get('n_users', r['n_users'])} | " + " | ".join(cells) + f" | {m['leaks']} |")
+        lines.append("")
+        lines += [f"- {note}" for note in run.get("notes", [])] + [""] if run.get("notes") else []
+    return "\n".join(lines) if lines else "_no simulator report yet: run `make eval`_\n"
+
+
+def _replace(text: str, start: str, end: str, body: str, readme: Path) -> str:
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} lacks the markers {start} ... {end}")
+    block = f"{start}\n{body}\n{end}"
+    return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+
+
 def update_readme(readme: Path, reports: Path) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme} lacks the markers {START} ... {END}")
-    block = f"{START}\n{offline_table(reports)}\n{END}"
-    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    text = _replace(readme.read_text(), START, END, offline_table(reports), readme)
+    readme.write_text(_replace(text, SIM_START, SIM_END, sim_table(reports), readme))
 
 
 def main(argv=None) -> None:
