@@ -5,42 +5,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
-
+from dialog.manager import Suggestion, TraceEntry, Turn
 from dialog.state import DialogState
-
-
-@dataclass
-class Suggestion:
-    item_id: int
-    movielens_id: int
-    title: str
-    year: int | None
-    genres: list
-    description: str
-    reason: str
-    score: float
-    score_parts: dict = field(default_factory=dict)
-
-
-@dataclass
-class TraceEntry:
-    tool: str
-    args: dict
-    count: int
-    summary: str
-    ms: float
-
-
-@dataclass
-class Turn:
-    state: DialogState
-    reply: str
-    suggestions: list
-    action: str
-    trace: list
-    candidates: list
-    notice: str | None = None
 
 
 class FakeManager:
