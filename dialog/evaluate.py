@@ -232,7 +232,7 @@ def main(argv=None) -> dict:
         notes.append(f"LLM simulator: {a.llm}; {sim.calls} new generations this run, cache {sim.cache_path}.")
     report["run"] = {"split": f"{res.split.name} (target = each user's last movie rated >= 4)",
                      "artifacts": str(Path(a.artifacts) / a.dataset), "llm": a.llm, "hardware": _hardware(),
-                     "wall_s": round(time.perf_counter() - t0, 1), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "wall_s": round(time.perf_counter() - t0, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                      "command": "python -m dialog.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
                      "notes": notes}
     out = Path(a.out)

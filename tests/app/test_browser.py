@@ -110,6 +110,7 @@ def test_message_gets_a_reply_and_cards(open_page):
 def test_not_for_me_changes_state_and_next_suggestions(open_page):
     page = open_page()
     send(page, "a comedy please", 1)
+    expect(page.locator(".mc-card").first).to_be_visible()
     before = card_titles(page)
     first = page.locator(".mc-card .mc-title").first.inner_text().strip()
     page.locator(".mc-cardcol").first.get_by_role("button", name="Not for me").click()
@@ -117,6 +118,8 @@ def test_not_for_me_changes_state_and_next_suggestions(open_page):
     expect(page.locator("#state-panel")).to_contain_text(re.compile(r"(Disliked|Not interested):[^\n]*" + re.escape(
         first.split(" (")[0])))
     expect(page.locator("#chatbot")).to_contain_text("is not for me")
+    # the cards re-render after the state panel: wait for the rejected movie to leave the first card
+    expect(page.locator(".mc-card .mc-title").first).not_to_have_text(first, timeout=TIMEOUT_MS)
     after = card_titles(page)
     assert after and after != before and first not in after
 
