@@ -53,7 +53,8 @@ class Split:
         return np.bincount(np.concatenate(self.train), minlength=self.n_items).astype(np.float64)
 
 
-def _split(raw: RawDataset, catalog: Catalog, name: str, order) -> Split:
+def _user_sequences(raw: RawDataset, catalog: Catalog, order):
+    """(MovieLens user ids, per user (item ids, ratings) in ``order``), users sorted by id."""
     r = raw.ratings
     item_ids = catalog.item_ids_for_movielens(r["movielens_id"].values)
     if (item_ids < 0).any():
@@ -61,14 +62,21 @@ def _split(raw: RawDataset, catalog: Catalog, name: str, order) -> Split:
         raise DataError(f"{raw.name}: ratings name movies missing from the catalogue: {bad.tolist()}")
     frame = r.assign(item_id=item_ids, row=np.arange(len(r)))
     users = np.sort(frame["user_id"].unique())
+    seqs = []
+    for _, g in frame.groupby("user_id", sort=True):
+        g = order(g)
+        seqs.append((g["item_id"].values.astype(np.int64), g["rating"].values.astype(np.float32)))
+    return users, seqs
+
+
+def _split(raw: RawDataset, catalog: Catalog, name: str, order) -> Split:
+    users, seqs = _user_sequences(raw, catalog, order)
     train, train_r = [], []
     valid = np.full(len(users), -1, np.int64)
     test = np.full(len(users), -1, np.int64)
     valid_r = np.full(len(users), np.nan, np.float32)
     test_r = np.full(len(users), np.nan, np.float32)
-    for u, (_, g) in enumerate(frame.groupby("user_id", sort=True)):
-        g = order(g)
-        items, ratings = g["item_id"].values.astype(np.int64), g["rating"].values.astype(np.float32)
+    for u, (items, ratings) in enumerate(seqs):
         if len(items) >= 3:
             test[u], test_r[u] = items[-1], ratings[-1]
             valid[u], valid_r[u] = items[-2], ratings[-2]
@@ -101,15 +109,11 @@ def last_positive_holdout(raw: RawDataset, catalog: Catalog, min_rating: float =
     def order(g):
         return g.sort_values(["timestamp", "row"], kind="stable") if raw.has_timestamps else g
 
-    base = _split(raw, catalog, "last-positive-holdout", lambda g: g)
-    r = raw.ratings
-    frame = r.assign(item_id=catalog.item_ids_for_movielens(r["movielens_id"].values), row=np.arange(len(r)))
+    users, seqs = _user_sequences(raw, catalog, order)
     train, train_r = [], []
-    test = np.full(base.n_users, -1, np.int64)
-    test_r = np.full(base.n_users, np.nan, np.float32)
-    for u, (_, g) in enumerate(frame.groupby("user_id", sort=True)):
-        g = order(g)
-        items, ratings = g["item_id"].values.astype(np.int64), g["rating"].values.astype(np.float32)
+    test = np.full(len(users), -1, np.int64)
+    test_r = np.full(len(users), np.nan, np.float32)
+    for u, (items, ratings) in enumerate(seqs):
         pos = np.flatnonzero(ratings >= min_rating)
         if len(pos) and pos[-1] >= 1:  # a target with at least one item before it
             t = pos[-1]
@@ -117,6 +121,6 @@ def last_positive_holdout(raw: RawDataset, catalog: Catalog, min_rating: float =
             items, ratings = items[:t], ratings[:t]
         train.append(items)
         train_r.append(ratings)
-    none = np.full(base.n_users, -1, np.int64)
-    return Split("last-positive-holdout", base.n_users, base.n_items, base.user_ids, train, train_r,
-                 none, np.full(base.n_users, np.nan, np.float32), test, test_r)
+    none = np.full(len(users), -1, np.int64)
+    return Split("last-positive-holdout", len(users), len(catalog), users, train, train_r,
+                 none, np.full(len(users), np.nan, np.float32), test, test_r)
