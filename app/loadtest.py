@@ -223,7 +223,8 @@ def main(argv=None) -> int:
         f"- Server: {'started by the script' if proc else args.url}; dataset {args.dataset}, artefacts "
         f"`{args.artifacts}` (built with config `{built}`); LLM: {llm_used}; server concurrency {args.concurrency} turns at once",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible "
-        f"(shared with other work while this ran), Python {platform.python_version()}",
+        f"(load average 1/5/15 min when the report was written, this run included: "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}), Python {platform.python_version()}",
         f"- Clients: {args.people} simulated people, {args.turns} turns each, all at once, through `gradio_client`",
     ] + ([f"- Note: {args.note}"] if args.note else []) + [
         "",
