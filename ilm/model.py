@@ -62,8 +62,8 @@ class ItemLanguageModel(nn.Module):
         return self.adapter(self.qformer.encode_items(cf_feats, cf_mask))
 
     def embed(self, input_ids: torch.Tensor, item_cf_feats: torch.Tensor | None = None,
-              user_cf_feats: torch.Tensor | None = None, user_cf_mask: torch.Tensor | None = None
-              ) -> torch.Tensor:
+              user_cf_feats: torch.Tensor | None = None, user_cf_mask: torch.Tensor | None = None,
+              user_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """The LLM's input embeddings with item / user vectors spliced in.
 
         Args:
@@ -71,16 +71,23 @@ class ItemLanguageModel(nn.Module):
             item_cf_feats: (n_items, d_cf), one per ``<item>`` mention in reading order.
             user_cf_feats: (n_users, L, d_cf) histories with user_cf_mask (n_users, L), or
                 (n_users, d_cf) user vectors, one per ``<user>`` mention.
+            user_vectors: (n_users, Q, d_lm) ready-made user vectors (e.g. UEM soft prompts)
+                instead of user_cf_feats.
         Returns:
             (B, T, d_lm)
         """
         embeds = self.lm.get_input_embeddings()(input_ids)
+        if user_vectors is not None:
+            embeds = splice_embeds(input_ids, embeds, user_vectors, self.user_token_id)
+            user_cf_feats = None
         for token_id, feats, mask in ((self.item_token_id, item_cf_feats, None),
                                       (self.user_token_id, user_cf_feats, user_cf_mask)):
             if feats is not None:
                 embeds = splice_embeds(input_ids, embeds, self.item_vectors(feats, mask), token_id)
-            elif bool((input_ids == token_id).any()):
-                raise ValueError(f"the prompt has placeholder id {token_id} but no CF features for it")
+            elif user_vectors is None or token_id != self.user_token_id:
+                if bool((input_ids == token_id).any()):
+                    raise ValueError(f"the prompt has placeholder id {token_id} but no CF "
+                                     "features for it")
         return embeds
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -96,7 +103,8 @@ class ItemLanguageModel(nn.Module):
 
         kwargs: the CF features of ``embed`` and any ``lm.generate`` argument.
         """
-        cf = {k: kwargs.pop(k) for k in ("item_cf_feats", "user_cf_feats", "user_cf_mask")
+        cf = {k: kwargs.pop(k) for k in ("item_cf_feats", "user_cf_feats", "user_cf_mask",
+                                         "user_vectors")
               if k in kwargs}
         kwargs.setdefault("suppress_tokens", list(self.token_ids.values()))
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)

@@ -283,12 +283,16 @@ class ItemQFormer(nn.Module):
         return self.itm_head(query_out).mean(dim=1)
 
     def text_logits(self, cf_feats: torch.Tensor, text_ids: torch.Tensor,
-                    text_mask: torch.Tensor | None = None, cf_mask: torch.Tensor | None = None
-                    ) -> torch.Tensor:
-        """ITG logits (B, T, vocab + 1) over text whose first token is replaced by [DEC]."""
+                    text_mask: torch.Tensor | None = None, cf_mask: torch.Tensor | None = None,
+                    keep: torch.Tensor | None = None) -> torch.Tensor:
+        """ITG logits (B, T, vocab + 1) over text whose first token is replaced by [DEC]; with
+        ``keep`` (B, T) bool only the kept positions' logits (N, vocab + 1), which saves most of
+        the vocabulary projection's cost when texts are padded."""
         dec_ids = text_ids.clone()
         dec_ids[:, 0] = self.dec_token_id
         text_out = self._run("multimodal_causal", cf_feats, cf_mask, dec_ids, text_mask)[1]
+        if keep is not None:
+            text_out = text_out[keep]
         return F.linear(self.lm_transform(text_out), self.word_embeds.weight, self.lm_bias)
 
     # ---- stage-1 losses -----------------------------------------------------------------------
@@ -301,6 +305,7 @@ class ItemQFormer(nn.Module):
         cf_feats, cf_mask = batch["cf_feats"], batch.get("cf_mask")
         item_ids = batch.get("item_ids")
         temp = self.temperature
+        same = _same_mask(item_ids, cf_feats.shape[0], cf_feats.device)
 
         # 1. ITC: one unimodal pass encodes the items and their texts independently.
         query_out = None
@@ -309,7 +314,6 @@ class ItemQFormer(nn.Module):
             query_out, text_out = self._run("unimodal", cf_feats, cf_mask, text_ids, text_mask)
             item_feats = self.item_proj(query_out)  # (B, Q, D)
             text_feats = self.text_proj(text_out[:, 0])  # (B, D)
-            same = _same_mask(item_ids, cf_feats.shape[0], cf_feats.device)
             if cfg.itc:
                 parts["itc"] = losses.itc_loss(item_feats, text_feats, temp, positive_mask=same)
         # 2. ITM with hard negatives drawn from the ITC similarities.
@@ -319,9 +323,10 @@ class ItemQFormer(nn.Module):
         # 3. ITG: text decoded from the queries under the multimodal-causal mask.
         if cfg.itg:
             text_ids, text_mask = _require(batch, "text_ids", "text_mask")
-            logits = self.text_logits(cf_feats, text_ids, text_mask, cf_mask)
-            labels = text_ids.masked_fill(text_mask == 0, -100)
-            parts["itg"] = losses.itg_loss(logits, labels)
+            keep = torch.zeros_like(text_mask, dtype=torch.bool)
+            keep[:, :-1] = text_mask[:, 1:].bool()  # positions whose next token is real text
+            logits = self.text_logits(cf_feats, text_ids, text_mask, cf_mask, keep=keep)
+            parts["itg"] = losses.itg_loss_at(logits, text_ids[:, 1:][keep[:, :-1]])
         # 4. CF contrastive losses in the pooled item space.
         if cfg.item_item or cfg.user_item:
             item_vec = self._pool(query_out if query_out is not None

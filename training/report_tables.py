@@ -12,6 +12,7 @@ from pathlib import Path
 
 START, END = "<!-- offline-table:start -->", "<!-- offline-table:end -->"
 SIM_START, SIM_END = "<!-- sim-table:start -->", "<!-- sim-table:end -->"
+ILM_START, ILM_END = "<!-- ilm-table:start -->", "<!-- ilm-table:end -->"
 SIM_METRICS = ("success@1", "success@3", "success@5", "recall@10", "ndcg@10", "avg_turns")
 METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
 
@@ -52,6 +53,30 @@ def sim_table(reports: Path) -> str:
     return "\n".join(lines) if lines else "_no simulator report yet: run `make eval`_\n"
 
 
+def ilm_table(reports: Path) -> str:
+    lines = []
+    for path in sorted(reports.glob("ilm_*.json")):
+        r = json.loads(path.read_text())
+        if "models" not in r:
+            continue
+        m, s1, d, g = r["models"], r["stage1"], r["description"], r["genre_pref"]["methods"]
+        steps = ", ".join(f"{k} {v['steps']}" for k, v in r["stage2"].items())
+        lines += [f"**{r['dataset']}**, LLM {r['llm']['name']} ({r['llm']['quantize']}), config `{r['config_name']}`, "
+                  f"seed {r['seed']}, {m['sasrec']['test']['n_users']} sampled test users ({r['hardware']}; "
+                  f"wall time {r['wall_s']} s; stage-2 steps: {steps}):", "",
+                  "| next item | valid NDCG@10 | test NDCG@10 | test HR@10 |", "|---|---|---|---|"]
+        for name, v in m.items():
+            lines.append(f"| {name} | {v['valid']['ndcg@10']:.4f} | {v['test']['ndcg@10']:.4f} | {v['test']['hr@10']:.4f} |")
+        ab = s1["ablations"]
+        lines += ["", f"Stage 1, held-out items ({s1['heldout_items']}; chance R@10 {s1['chance_recall@10']}): "
+                  + "; ".join(f"{k} item->text R@10 {v['item2text_recall@10']}, text->item R@10 {v['text2item_recall@10']}"
+                              for k, v in [("random init", s1["random_init"])] + list(ab.items())) + ".",
+                  f"Description cosine: item tokens {d['item_tokens']['cosine_mean']}, title only "
+                  f"{d['title_only']['cosine_mean']}. Genre preference F1: "
+                  + ", ".join(f"{k} {v['f1']}" for k, v in g.items()) + ".", ""]
+    return "\n".join(lines) if lines else "_no ILM report yet: run `make ilm`_\n"
+
+
 def _replace(text: str, start: str, end: str, body: str, readme: Path) -> str:
     if start not in text or end not in text:
         raise SystemExit(f"{readme} lacks the markers {start} ... {end}")
@@ -61,7 +86,10 @@ def _replace(text: str, start: str, end: str, body: str, readme: Path) -> str:
 
 def update_readme(readme: Path, reports: Path) -> None:
     text = _replace(readme.read_text(), START, END, offline_table(reports), readme)
-    readme.write_text(_replace(text, SIM_START, SIM_END, sim_table(reports), readme))
+    text = _replace(text, SIM_START, SIM_END, sim_table(reports), readme)
+    if ILM_START in text:
+        text = _replace(text, ILM_START, ILM_END, ilm_table(reports), readme)
+    readme.write_text(text)
 
 
 def main(argv=None) -> None:

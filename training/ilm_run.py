@@ -1,0 +1,224 @@
+"""The whole ILM run for one data set: stage 1 (with its ablations), stage 2 (the ILM, the
+no-stage-1 ablation and the UEM user encoder), evaluation, and the report.
+
+Writes ``reports/ilm_<dataset>.json`` and ``.md`` and ``reports/ilm_<dataset>_loss.png``; the
+trained parts go to ``<work>/<dataset>/`` (``stage1/``, ``stage2_ilm/``, ...), the LLM is never
+saved (checkpoints name it and its sha256).
+
+    python -m training.ilm_run --dataset ml-latest-small [--config default] [--llm smollm2-135m]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ilm.checkpoint import save_qformer
+from ilm.lm import use_cpu_packed_4bit
+from ilm.tasks import DESCRIPTION_PROMPT, Example, collate, display
+from retrieval.text_encoder import TextEncoder
+from training import ilm_eval
+from training.bench_offline import hardware
+from training.ilm_common import prepare
+from training.ilm_config import ILMRunConfig, load_config
+from training.ilm_stage1 import run_stage1
+from training.ilm_stage2 import add_lora, build_model, load_frozen_llm, save, task_builder, train_stage2
+
+PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
+            "the catalogue minus the user's seen items; ties against the model; choices on validation")
+STAGE2_RUNS = (  # name, start the Q-Former from stage 1?, user encoder
+    ("ilm", True, "qformer"),
+    ("ilm_rand", False, "qformer"),
+    ("uem", True, "uem"),
+)
+
+
+def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=None, log=print,
+        encoder=None) -> dict:
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    hw = hardware()
+    prep = prepare(dataset, work, cfg.sasrec, data_dir, log=log)
+    ds_dir = Path(work) / dataset
+
+    qformer_s1, s1_report, s1_data = run_stage1(prep, cfg, ds_dir, log=log)
+    save_qformer(ds_dir / "stage1", qformer_s1, {"dataset": dataset, "stage1": s1_report["ablations"]})
+    curves = {"stage1": json.loads((ds_dir / "stage1_curves.json").read_text()), "stage2": {}}
+
+    lm, tok, fingerprint = load_frozen_llm(cfg.stage2.llm, cfg.stage2.quantize)
+    titles = prep.catalog.items["title"].tolist()
+
+    models, s2_report = {}, {}
+    for name, from_stage1, user_encoder in STAGE2_RUNS:
+        qformer = copy.deepcopy(qformer_s1) if from_stage1 else None
+        torch.manual_seed(cfg.seed)
+        model = build_model(prep, cfg, lm, tok, qformer, user_encoder)
+        if cfg.stage2.lora:
+            add_lora(model, cfg.stage2.lora_r)
+        builder = task_builder(prep, cfg, exclude_items=s1_data.heldout_items)
+        info = train_stage2(model, builder, cfg, titles, desc=f"stage 2 ({name})", log=log)
+        save(model, ds_dir / f"stage2_{name}", fingerprint, {k: v for k, v in info.items() if k != "curve"})
+        curves["stage2"][name] = info.pop("curve")
+        s2_report[name] = {"from_stage1": from_stage1, "user_encoder": user_encoder,
+                           "trainable_params": sum(p.numel() for p in model.trainable()), **info}
+        models[name] = model
+        log(f"stage 2 {name}: {info['steps']} steps in {info['train_s']}s ({info['stopped_by']})")
+    if cfg.stage2.quantize == "nf4" and not torch.cuda.is_available():
+        use_cpu_packed_4bit(lm, True)  # no more backprop: the fast packed kernel is safe again
+
+    report_models = ilm_eval.next_item({"ilm": models["ilm"], "ilm_rand": models["ilm_rand"]}, prep, cfg, log)
+    encoder = encoder or TextEncoder()
+    rows = prep.item_rows()
+    held = [int(i) for i in s1_data.heldout_items if str(rows[int(i)].get("description") or "").strip()]
+    held = np.random.default_rng(cfg.seed).permutation(held)[:cfg.eval.n_description]
+    desc = ilm_eval.description(models["ilm"], prep, held, encoder, cfg)
+    genre = ilm_eval.genre_pref({"qformer_user_tokens": models["ilm"], "uem_soft_prompts": models["uem"]},
+                                prep, cfg, log)
+    speed = measure_speed(models["ilm"], prep, held[:8], cfg)
+    speed["stage1_items_per_s"] = {k: v["items_per_s"] for k, v in s1_report["ablations"].items()}
+    speed["stage2_steps_per_s"] = {k: v["steps_per_s"] for k, v in s2_report.items()}
+    speed["stage2_batch_size"] = cfg.stage2.batch_size
+
+    report = {"dataset": dataset, "protocol": PROTOCOL, "split": prep.split.name, "seed": cfg.seed,
+              "config_name": cfg.name, "hardware": hw, "wall_s": round(time.perf_counter() - t0, 1),
+              "llm": {**fingerprint, "quantize": cfg.stage2.quantize},
+              "n_users": prep.split.n_users, "n_items": prep.split.n_items,
+              "retriever": "sasrec", "models": report_models, "stage1": s1_report, "stage2": s2_report,
+              "description": desc, "genre_pref": genre, "speed": speed, "config": cfg.to_dict()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"ilm_{dataset}.json").write_text(json.dumps(report, indent=2, default=str))
+    (out_dir / f"ilm_{dataset}.md").write_text(markdown(report))
+    plot_curves(curves, out_dir / f"ilm_{dataset}_loss.png", dataset)
+    log(f"wrote {out_dir}/ilm_{dataset}.json, .md and _loss.png in {report['wall_s']}s")
+    return report
+
+
+@torch.no_grad()
+def measure_speed(model, prep, items, cfg: ILMRunConfig) -> dict:
+    """Prompt and generation speed of the frozen LLM with item tokens and with the title as text."""
+    rows = prep.item_rows()
+    variants = {
+        "with_item_tokens": [Example("description", DESCRIPTION_PROMPT, None, items=[int(i)]) for i in items],
+        "text_only": [Example("description", f"Describe the movie {display(rows[int(i)])}.", None) for i in items],
+    }
+    out = {}
+    for name, exs in variants.items():
+        batch = collate(exs, model.ilm.tokenizer, model.ilm.cfg.n_query, model.user_encoder)
+        t = time.perf_counter()
+        model.hidden(batch)
+        prefill = time.perf_counter() - t
+        t = time.perf_counter()
+        _, counts = ilm_eval.generate(model, exs, cfg.eval.desc_max_new_tokens)
+        wall = time.perf_counter() - t
+        out[name] = {"batch": len(exs), "prompt_tokens": counts["prompt_tokens"],
+                     "prompt_tokens_per_s": round(counts["prompt_tokens"] / prefill, 1),
+                     "generated_tokens": counts["generated_tokens"],
+                     "generated_tokens_per_s": round(counts["generated_tokens"] / max(wall - prefill, 1e-9), 2)}
+    out["max_rss_gb"] = ilm_eval.max_rss_gb()
+    out["note"] = ("batched greedy decoding; generated tokens/s counts every row's tokens, so it is "
+                   "the throughput of a batch, not one stream's speed")
+    return out
+
+
+def _f(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def markdown(r: dict) -> str:
+    m = r["models"]
+    lines = [f"# Item-Language Model: {r['dataset']}", "",
+             f"LLM {r['llm']['name']} ({r['llm']['quantize']}, sha256 {r['llm']['sha256'][:12]}...), config "
+             f"`{r['config_name']}`, seed {r['seed']}, split {r['split']}. Hardware: {r['hardware']}. "
+             f"Wall time {r['wall_s']} s.", "", f"Protocol: {r['protocol']}.", "",
+             "## Next item (re-ranking SASRec's top candidates)", "",
+             "| model | valid NDCG@10 | test NDCG@10 | test HR@10 | test NDCG@20 | users (test) | alpha (retriever weight) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, v in m.items():
+        alpha = v.get("config", {}).get("alpha_retriever", "")
+        lines.append(f"| {name} | {_f(v['valid']['ndcg@10'])} | {_f(v['test']['ndcg@10'])} | {_f(v['test']['hr@10'])} "
+                     f"| {_f(v['test']['ndcg@20'])} | {v['test']['n_users']} | {alpha} |")
+    s1 = r["stage1"]
+    lines += ["", "## Stage 1: item <-> text retrieval on held-out items", "",
+              f"{s1['heldout_items']} held-out items (texts never trained on); chance Recall@10 "
+              f"{s1['chance_recall@10']}.", "",
+              "| Q-Former | losses | item->text R@1 | item->text R@10 | text->item R@1 | text->item R@10 | items/s |",
+              "|---|---|---|---|---|---|---|"]
+    rows = [("random init", {"losses": []} | s1["random_init"])] + list(s1["ablations"].items())
+    for name, a in rows:
+        lines.append(f"| {name} | {', '.join(a['losses']) or '-'} | {a['item2text_recall@1']} | {a['item2text_recall@10']} "
+                     f"| {a['text2item_recall@1']} | {a['text2item_recall@10']} | {a.get('items_per_s', '')} |")
+    lines += ["", "## Stage 2", "", "| run | from stage 1 | user encoder | steps | examples | s | steps/s | stopped by |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, s in r["stage2"].items():
+        lines.append(f"| {name} | {s['from_stage1']} | {s['user_encoder']} | {s['steps']} | {s['examples']} "
+                     f"| {s['train_s']} | {s['steps_per_s']} | {s['stopped_by']} |")
+    d = r["description"]
+    lines += ["", "## Item description (semantic consistency)", "",
+              f"{d['n_items']} held-out items; {d['metric']} between the generated text and the reference "
+              f"({d['reference']}).", "", "| input | cosine mean | std |", "|---|---|---|"]
+    for name in ("item_tokens", "title_only"):
+        lines.append(f"| {name} | {d[name]['cosine_mean']} | {d[name]['cosine_std']} |")
+    g = r["genre_pref"]
+    lines += ["", "## Genre preference (UEM task)", "", f"{g['n_users']} users; {g['protocol']}; top {g['top']} genres.", "",
+              "| method | precision | recall | F1 |", "|---|---|---|---|"]
+    for name, v in g["methods"].items():
+        lines.append(f"| {name} | {v['precision']} | {v['recall']} | {v['f1']} |")
+    sp = r["speed"]
+    lines += ["", "## Speed", "", "| prompt | prompt tokens/s | generated tokens/s (batch) |", "|---|---|---|"]
+    for name in ("with_item_tokens", "text_only"):
+        lines.append(f"| {name} | {sp[name]['prompt_tokens_per_s']} | {sp[name]['generated_tokens_per_s']} |")
+    lines += ["", f"Max resident memory {sp['max_rss_gb']} GB. Stage 1 items/s: {sp['stage1_items_per_s']}. "
+              f"Stage 2 steps/s (batch {sp['stage2_batch_size']}): {sp['stage2_steps_per_s']}. {sp['note']}.", ""]
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict, path: Path, dataset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def smooth(xs, w=5):
+        xs = np.asarray(xs, dtype=float)
+        return np.convolve(xs, np.ones(w) / w, mode="valid") if len(xs) > w else xs
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name, curve in curves["stage1"].items():
+        axes[0].plot(smooth([c["total"] for c in curve]), label=name)
+    axes[0].set(title=f"stage 1 total loss ({dataset})", xlabel="step")
+    for key, ax in (("lm", axes[1]), ("next_item", axes[2])):
+        for name, curve in curves["stage2"].items():
+            ys = [c[key] for c in curve if key in c]
+            if ys:
+                ax.plot(smooth(ys), label=name)
+        ax.set(title=f"stage 2 {key} loss", xlabel="step (with that task in the batch)")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="ml-latest-small", help="ml-100k or ml-latest-small")
+    ap.add_argument("--config", default="default", help="smoke, default, full or a JSON path")
+    ap.add_argument("--llm", default=None, help="override the config's LLM (e.g. smollm2-135m)")
+    ap.add_argument("--work", type=Path, default=Path("artifacts/ilm"), help="cache and checkpoints")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
+    ap.add_argument("--data-dir", default=None, help="MovieLens folder (default ../shared/data)")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.llm:
+        cfg = replace(cfg, stage2=replace(cfg.stage2, llm=args.llm))
+    run(args.dataset, cfg, args.work, args.out, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()
