@@ -1,7 +1,11 @@
-"""The LLM path with a tiny random LM: garbage output must fall back cleanly."""
+"""The LLM path with a tiny random LM: garbage output must fall back cleanly; the prefix cache, stop
+strings and early closing of a stream change nothing but speed."""
+import time
+
 import pytest
+import torch
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
@@ -16,6 +20,79 @@ def test_local_chat_model_invoke_and_stream(tiny_chat):
     assert isinstance(out, AIMessage) and isinstance(out.content, str)
     streamed = "".join(c.content for c in tiny_chat.stream([HumanMessage("recommend a funny movie")], max_new_tokens=6))
     assert streamed.strip() == out.content.strip()
+
+
+@pytest.fixture(scope="module")
+def varied_lm():
+    """The tiny random LM with larger weights, so that its greedy output depends on the prompt (with
+    the default initialisation it writes the same token whatever it reads)."""
+    from ilm.lm import tiny_lm
+    model, tok = tiny_lm()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model, tok
+
+
+SYSTEM = "you recommend movies . write one funny sentence about the movie"
+REQUESTS = ["a scary alien movie please", "something funny", "i love old war films"]
+
+
+def test_prefix_cache_gives_the_same_output_as_no_cache(varied_lm):
+    from dialog.llm import LocalChatModel
+    model, tok = varied_lm
+    plain = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=12, prefix_cache=False)
+    cached = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=12)
+    outs = []
+    for text in REQUESTS:
+        msgs = [SystemMessage(SYSTEM), HumanMessage(text)]
+        a, b = plain.invoke(msgs), cached.invoke(msgs)
+        assert a.response_metadata["cached_prompt_tokens"] == 0
+        assert b.response_metadata["cached_prompt_tokens"] == len(tok("system: " + SYSTEM + "\n")["input_ids"])
+        assert b.content == a.content and b.response_metadata["new_tokens"] == a.response_metadata["new_tokens"]
+        assert "".join(c.content for c in cached.stream(msgs)) == a.content
+        assert cached.invoke(msgs, do_sample=True, seed=2).content == plain.invoke(msgs, do_sample=True, seed=2).content
+        outs.append(a.content)
+    assert len(set(outs)) == len(REQUESTS)      # the output depends on the prompt: equality above means something
+    (prefix_ids, kv), = cached._prefixes.values()  # one system text, computed once ...
+    assert kv.get_seq_length() == len(prefix_ids)  # ... and never extended: every call worked on a copy
+    no_system = cached.invoke([HumanMessage(REQUESTS[0])])
+    assert no_system.response_metadata["cached_prompt_tokens"] == 0 and no_system.content == \
+        plain.invoke([HumanMessage(REQUESTS[0])]).content
+
+
+def test_stop_strings_and_closing_a_stream_end_generation(varied_lm):
+    from dialog.llm import LocalChatModel
+    model, tok = varied_lm
+    chat = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=30)
+    msgs = [SystemMessage(SYSTEM), HumanMessage("something funny")]
+    full = chat.invoke(msgs)
+    word = full.content.split()[3]
+    cut = chat.invoke(msgs, stop=[word])
+    assert cut.content == full.content[:full.content.find(word)]
+    assert cut.response_metadata["new_tokens"] <= 4 < full.response_metadata["new_tokens"]
+    assert "".join(c.content for c in chat.stream(msgs, stop=[word])) == cut.content
+
+    calls = []
+
+    def slow(module, args, out):
+        calls.append(1)
+        time.sleep(0.02)
+
+    hook = model.register_forward_hook(slow)
+    try:
+        list(chat.stream(msgs))
+        n_full = len(calls)
+        calls.clear()
+        stream = chat.stream(msgs)
+        next(stream)
+        stream.close()
+        time.sleep(0.3)
+    finally:
+        hook.remove()
+    assert n_full > 10 and len(calls) <= 3
 
 
 def test_garbage_llm_falls_back_to_rules_and_template(resources, tiny_chat):
