@@ -124,6 +124,15 @@ class DialogManager:
             raise ValueError(f"unknown MovieLens user id {user_id!r}: {e}") from None
         return [self.catalog.display(i) for i in reversed(hist[-n:])]
 
+    def warm_up(self) -> float:
+        """Prepare the LLM reply writer (the chat model's prefix cache, bitsandbytes' first-call
+        repacking) so that the first person's turn does not pay for it. Returns the seconds taken."""
+        t0 = time.perf_counter()
+        if self.reply_writer is not None:
+            self.checker.common_words           # built on first use otherwise
+            self.reply_writer.warm_up()
+        return round(time.perf_counter() - t0, 3)
+
     # ---- the turn ----
     def respond(self, state: DialogState, text: str) -> Turn:
         turn = None
@@ -469,7 +478,8 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
     Args:
         resources: ``retrieval.resources.Resources``.
         llm: None (rules + template replies), or a spec for ``ilm.lm.load_llm``
-            ("qwen2.5-coder-1.5b", "smollm2-135m", a local directory).
+            ("qwen2.5-coder-1.5b", "smollm2-135m", a local directory); loaded, then warmed up
+            (``DialogManager.warm_up``).
         weights: ranker weights (a JSON path or ``RankerWeights``); default: the fitted weights
             shipped in ``dialog/ranker_weights/<dataset>.json``, else the unfitted prior (a warning).
         quantize: for ``load_llm``.
@@ -495,7 +505,8 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
                       f"using the unfitted prior. Fit them with `python -m dialog.fit_ranker`.", stacklevel=2)
         w = RankerWeights.prior()
     toolbox = Toolbox(resources, Ranker(w), ilm_scorer)
-    if chat is None and llm is not None:
+    loaded = chat is None and llm is not None
+    if loaded:
         from dialog.llm import LocalChatModel
         chat = LocalChatModel.load(llm, quantize=quantize)
     manager = DialogManager(resources, toolbox, policy=policy, k=k)
@@ -504,4 +515,6 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
             manager.understander = LLMUnderstander(chat, manager.finder, manager.genres)
         manager.reply_writer = LLMReplyWriter(chat, manager.checker, mode=reply_mode)
     manager.chat = chat
+    if loaded:
+        manager.warm_up()
     return manager

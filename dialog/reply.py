@@ -1,14 +1,15 @@
 """Replies: a template writer (no LLM) and an LLM writer whose output is checked against the
 chosen items.
 
-The LLM never decides which items exist: it is handed the chosen catalogue items and their
-reasons, and ``check_reply`` verifies that the reply names every chosen title and no other
-catalogue title (or anything quoted that is not a chosen title). A failing reply is regenerated
-once, then replaced by the template reply.
+The LLM never decides which items exist. Every title in what it writes is checked against the
+chosen catalogue items (``ReplyChecker``): a whole reply must name every chosen title and no other;
+an opening sentence may name chosen titles and no other (titles the person named in the same
+message may be echoed). A failing text is regenerated once, then replaced by the template reply.
 """
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -57,37 +58,107 @@ def _title_forms(title: str) -> list[str]:
     return forms
 
 
+def _names(text: str, item: ReplyItem) -> bool:
+    norm = " " + normalize_title(text) + " "
+    return any(" " + normalize_title(f) + " " in norm for f in _title_forms(item.title))
+
+
+_SENTENCE_END = ".!?:;\n—"
+
+
+def capitalised_titles(text: str, titles, common_words=frozenset()) -> list[tuple[str, list[int]]]:
+    """Runs of capitalised words (and the parts of each) that are exactly a catalogue title, with
+    the items they may mean: strict, for text that should name no other movie.
+
+    A single word that starts a sentence is capitalised anyway, so when it is a common word
+    (``common_words``: "Perfect for a cozy night", "Love it!") it is not taken for a title;
+    "Fargo fans will love these" and "The Matrix is..." are."""
+    found = []
+    for m in re.finditer(r"[A-Z0-9][\w'’-]*(?:\s+(?:of|the|a|and|in|on|to|[A-Z0-9][\w'’-]*))*", text):
+        words = m.group(0).split()
+        before = text[:m.start()].rstrip(" \t\"'“”‘’*_(")
+        sentence_start = not before or before[-1] in _SENTENCE_END
+        i = 0
+        while i < len(words):
+            for j in range(len(words), i, -1):
+                span = " ".join(words[i:j])
+                if len(normalize_title(span)) < 4 or (i == 0 and j == 1 and sentence_start
+                                                      and span.lower() in common_words):
+                    continue
+                r = titles.resolve(span)
+                ids = ([r.item.item_id] if r.item is not None and r.item.score >= 0.97 else
+                       [c.item_id for c in r.candidates if c.score >= 0.97] if r.item is None else [])
+                if ids:
+                    found.append((span, ids))
+                    i = j - 1
+                    break
+            i += 1
+    return found
+
+
 class ReplyChecker:
-    """Finds catalogue titles named in a reply (through the title finder) and compares them with
-    the chosen items."""
+    """Finds the movie titles in LLM-written text (through the title finder) and compares them
+    with the chosen items.
+
+    The rule: every title in the text is checked against the chosen catalogue items; naming any
+    other movie is a problem (the writer regenerates once, then falls back to the template). The
+    one exception is a title the person named in this very message (an echo: "Loved Jaws? Then
+    ..."), which the LLM did not invent.
+    """
 
     def __init__(self, finder):
         self.finder = finder
+        self._common_words: frozenset | None = None
+
+    @property
+    def common_words(self) -> frozenset:
+        """Words written in lower case in the text of at least two catalogue movies."""
+        if self._common_words is None:
+            counts: Counter = Counter()
+            for text in self.finder.titles.catalog.items["text"]:
+                counts.update(set(re.findall(r"\b[a-z][a-z'-]+\b", str(text))))
+            self._common_words = frozenset(w for w, n in counts.items() if n >= 2)
+        return self._common_words
 
     def check(self, reply: str, items: list[ReplyItem], user_text: str = "") -> list[str]:
-        """Problems with a reply; empty when it names exactly the chosen items (titles the person
-        named in ``user_text`` may be echoed)."""
+        """Problems with a whole reply: a chosen movie it does not name, or any other title."""
+        problems = [f"does not name {it.display}" for it in items if not _names(reply, it)]
+        return problems + self.other_titles(reply, items, user_text)
+
+    def check_opening(self, text: str, items: list[ReplyItem], user_text: str = "") -> list[str]:
+        """Problems with an opening sentence: it may name the chosen movies (or echo the person's),
+        and nothing else; any capitalised run of words that is a catalogue title counts."""
+        if not text.strip():
+            return ["empty"]
+        return self.other_titles(text, items, user_text, strict=True)
+
+    def other_titles(self, text: str, items: list[ReplyItem], user_text: str = "",
+                     strict: bool = False) -> list[str]:
+        """Titles in ``text`` that are neither chosen nor echoed from ``user_text``: quoted strings,
+        confident title-finder matches of two or more words, and with ``strict`` also
+        ``capitalised_titles``."""
+        echoed = self.finder.find(user_text)[0] if user_text else []
+        allowed = {it.item_id for it in items}
+        allowed |= {m.item_id for m in echoed if m.item_id is not None} | {c for m in echoed for c in m.candidates}
+        forms = [f for it in items for f in _title_forms(it.title)] + [f for m in echoed for f in _title_forms(m.text)]
+        allowed_keys = {normalize_title(f) for f in forms}
+        # Blank out the allowed titles (whole words only), then look for any other title.
+        rest = text
+        for form in sorted(set(forms), key=len, reverse=True):
+            rest = re.sub(r"(?<!\w)" + re.escape(form) + r"(?!\w)", " ", rest, flags=re.I)
         problems = []
-        echoed, _ = self.finder.find(user_text) if user_text else ([], [])
-        echo_forms = [f for m in echoed for f in _title_forms(m.text)]
-        norm_reply = " " + normalize_title(reply) + " "
-        chosen_keys = {normalize_title(f) for it in items for f in _title_forms(it.title)}
-        for it in items:
-            if not any(" " + normalize_title(f) + " " in norm_reply for f in _title_forms(it.title)):
-                problems.append(f"does not name {it.display}")
-        # Blank out the chosen titles (and their short forms), then look for any other title.
-        rest = reply
-        for form in sorted([f for it in items for f in _title_forms(it.title)] + echo_forms, key=len, reverse=True):
-            rest = re.sub(re.escape(form), " ", rest, flags=re.I)
         for q in re.findall(r"[\"“*_]{1,2}([^\"”*_\n]{2,80})[\"”*_]{1,2}", rest):
-            if normalize_title(q) not in chosen_keys and not re.fullmatch(r"[\W\d]*", q):
+            if normalize_title(q) not in allowed_keys and not re.fullmatch(r"[\W\d]*", q):
                 problems.append(f"names {q!r}, which is not one of the chosen movies")
         mentions, _ = self.finder.find(rest)
         for m in mentions:
-            if m.item_id is not None and m.score >= 0.95 and len(m.text.split()) >= 2 \
-                    and m.item_id not in {it.item_id for it in items}:
+            if m.item_id is not None and m.score >= 0.95 and len(m.text.split()) >= 2 and m.item_id not in allowed:
                 problems.append(f"names {m.text!r}, which is not one of the chosen movies")
-        return problems
+        if strict:
+            problems += [f"names {span!r}, which is not one of the chosen movies"
+                         for span, ids in capitalised_titles(rest, self.finder.titles, self.common_words)
+                         if not set(ids) & allowed]
+        return list(dict.fromkeys(problems))
 
 
 REPLY_SYSTEM = ("You recommend movies. Write one friendly sentence, then each listed movie on its own line "
@@ -103,34 +174,36 @@ def reply_messages(user_text: str, items: list[ReplyItem], notes: list[str]):
             HumanMessage(f"Request: {user_text[:200]}\n{note}Movies:\n{listing}")]
 
 
-INTRO_SYSTEM = ("You write only the first sentence of a movie recommender's reply; the list of movies is added "
-                "after it automatically. Write one short, friendly sentence (at most 15 words) about the "
-                "person's request. Never write any movie title. Example: 'A funny sci-fi night coming right "
-                "up - these should hit the spot!'")
+# The system text is the same on every turn, so the chat model reads it once (its prefix cache);
+# each turn reads only the person's request (``intro_request``): on CPU every prompt token costs
+# about as much as a twentieth of a generated one.
+INTRO_SYSTEM = ("You are a movie recommender. A list of movies that fit the user's message is shown right "
+                "after your sentence. Write only one short, friendly sentence (at most 10 words) introducing "
+                "that list. Do not name any movie. Example: Here are some gritty 2000s crime dramas!")
+INTRO_USER_CHARS = 120
 
 
-def intro_messages(user_text: str, items: list[ReplyItem], notes: list[str]):
+def intro_request(user_text: str, finder=None) -> str:
+    """The person's message as the opening's prompt sees it: titles replaced by "it" (a title in
+    the prompt invites the LLM to name it, and the opening is about the kind of movie, not which),
+    cut to ``INTRO_USER_CHARS`` at a word boundary."""
+    text = user_text
+    if finder is not None:
+        for start, end in sorted(finder.find(text)[1], reverse=True):
+            span = text[start:end]
+            text = text[:start] + "it" + span[len(span.rstrip(".,;:!?\"'")):] + text[end:]
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > INTRO_USER_CHARS:
+        text = text[:INTRO_USER_CHARS].rsplit(" ", 1)[0]
+    return text
+
+
+def intro_messages(request: str):
     from langchain_core.messages import HumanMessage, SystemMessage
-    note = ("Also say: " + " ".join(notes)[:200] + "\n") if notes else ""
-    return [SystemMessage(INTRO_SYSTEM), HumanMessage(f"Request: {user_text[:200]}\n{note}")]
+    return [SystemMessage(INTRO_SYSTEM), HumanMessage(request)]
 
 
-def named_titles_strict(text: str, titles) -> list[str]:
-    """Every run of capitalised words (and each tail of it) that is exactly a catalogue title:
-    strict, for text that should name no movie at all."""
-    found = []
-    for m in re.finditer(r"[A-Z0-9][\w'’-]*(?:\s+(?:of|the|a|and|in|on|to|[A-Z0-9][\w'’-]*))*", text):
-        words = m.group(0).split()
-        for i in range(len(words)):
-            for j in range(len(words), i, -1):
-                span = " ".join(words[i:j])
-                if len(normalize_title(span)) < 4:
-                    continue
-                r = titles.resolve(span)
-                if r.item is not None and r.item.score >= 0.97 or (r.candidates and r.candidates[0].score >= 0.97):
-                    found.append(span)
-                    break
-    return found
+_QUOTES = " \t\"'“”‘’"
 
 
 class LLMReplyWriter:
@@ -138,15 +211,21 @@ class LLMReplyWriter:
 
     Modes:
       "full"   the LLM writes the whole reply: the chosen movies, one line each with a reason. Every
-               chosen title must appear and no other title may (``ReplyChecker``).
-      "intro"  (default: it fits the CPU latency budget) the LLM writes one friendly opening sentence,
-               checked to name no movie, followed by the template's lines for the chosen movies.
+               chosen title must appear and no other title may (``ReplyChecker.check``).
+      "intro"  (default: it fits the CPU latency budget) the LLM writes one short opening sentence,
+               which may name chosen movies and no other (``ReplyChecker.check_opening``), followed
+               by the template's lines for the chosen movies.
+
+    In "intro" mode the reply is laid out as the template's: notes, opening, item lines. The
+    notes are streamed first and the opening token by token, so everything streamed is the start
+    of the final reply unless the first draft fails the check (then the final reply, a checked
+    regeneration or the template, replaces what was streamed).
 
     Args:
         chat: a LangChain chat model with ``stream`` (``dialog.llm.LocalChatModel``).
         checker: ``ReplyChecker``.
         mode: "intro" or "full".
-        max_new_tokens: generation budget per reply (default 32 for "intro", 150 for "full").
+        max_new_tokens: generation budget per reply (default 24 for "intro", 150 for "full").
     """
 
     def __init__(self, chat, checker: ReplyChecker, mode: str = "intro", max_new_tokens: int | None = None):
@@ -155,49 +234,86 @@ class LLMReplyWriter:
         self.chat = chat
         self.checker = checker
         self.mode = mode
-        self.max_new_tokens = max_new_tokens or (32 if mode == "intro" else 150)
+        self.max_new_tokens = max_new_tokens or (24 if mode == "intro" else 150)
+
+    def warm_up(self) -> None:
+        """Prepare the chat model for this writer's prompt (its prefix cache), if it can."""
+        if hasattr(self.chat, "warm_up"):
+            msgs = intro_messages("Hi") if self.mode == "intro" else reply_messages("Hi", [], [])
+            self.chat.warm_up(msgs)
 
     def stream(self, user_text: str, items: list[ReplyItem], notes: list[str], turn: int,
                log: list[str]) -> Iterator[str]:
         """Yield reply chunks as generated; the generator's return value is the final, checked reply
         (a failing draft is regenerated once, then replaced by the template)."""
-        intro = self.mode == "intro"
-        messages = intro_messages(user_text, items, []) if intro else reply_messages(user_text, items, notes)
+        if self.mode == "intro":
+            return (yield from self._stream_intro(user_text, items, notes, turn, log))
+        return (yield from self._stream_full(user_text, items, notes, turn, log))
+
+    def _stream_intro(self, user_text, items, notes, turn, log) -> Iterator[str]:
+        head = "".join(n + "\n" for n in notes if n)
+        if head:
+            yield head
+        tail = "\n" + template_reply(items, [], turn, intro="")
+        messages = intro_messages(intro_request(user_text, self.checker.finder))
+        for attempt in range(2):
+            gen = self._opening(messages, attempt)
+            while True:
+                try:
+                    piece = next(gen)
+                except StopIteration as stop:
+                    text = stop.value
+                    break
+                if attempt == 0:
+                    yield piece
+            problems = self.checker.check_opening(text, items, user_text)
+            if not problems:
+                log.append(f"reply: LLM intro attempt {attempt + 1} passed the check")
+                if attempt == 0:
+                    yield tail
+                return head + text + tail
+            log.append(f"reply: LLM intro attempt {attempt + 1} failed the check ({'; '.join(problems[:3])}): {text[:80]!r}")
+        log.append("reply: used the template")
+        return template_reply(items, notes, turn)
+
+    def _opening(self, messages, attempt: int) -> Iterator[str]:
+        """The opening sentence, piece by piece as generated, without surrounding quotes or blanks
+        (trailing ones are held back until more text follows); returns the whole sentence. It ends
+        at the first line break after some text: closing the stream stops generation there. The
+        retry samples (seeded), so it is not the same greedy text again."""
+        raw, line, sent = "", "", 0
+        chunks = self.chat.stream(messages, max_new_tokens=self.max_new_tokens, seed=attempt, do_sample=attempt > 0)
+        try:
+            for chunk in chunks:
+                raw += getattr(chunk, "content", str(chunk))
+                body = raw.lstrip()
+                line = body.split("\n")[0]
+                shown = line.strip(_QUOTES)
+                if len(shown) > sent:
+                    yield shown[sent:]
+                    sent = len(shown)
+                if "\n" in body:
+                    break
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        return line.strip(_QUOTES)
+
+    def _stream_full(self, user_text, items, notes, turn, log) -> Iterator[str]:
+        messages = reply_messages(user_text, items, notes)
         for attempt in range(2):
             text = ""
-            # the retry samples (seeded), so it is not the same greedy text again
             for chunk in self.chat.stream(messages, max_new_tokens=self.max_new_tokens, seed=attempt,
                                           do_sample=attempt > 0):
                 piece = getattr(chunk, "content", str(chunk))
-                if intro and "\n" in text.strip() + piece:
-                    piece = piece.split("\n")[0]       # one sentence: stop at the first line break
-                    text += piece
-                    if attempt == 0:
-                        yield piece
-                    break
                 text += piece
                 if attempt == 0:
                     yield piece
             text = text.strip()
-            if intro:
-                text = text.strip("\"'“”‘’ ")          # a sentence wrapped in quotes is not a quoted title
-                problems = [p for p in self.checker.check(text, items, user_text) if not p.startswith("does not name")]
-                problems += [f"names {t!r}" for t in named_titles_strict(text, self.checker.finder.titles)]
-                problems += [f"names {it.display}" for it in items
-                             if normalize_title(it.title) and f" {normalize_title(it.title)} " in f" {normalize_title(text)} "]
-                if not text:
-                    problems.append("empty")
-                if not problems:
-                    log.append(f"reply: LLM intro attempt {attempt + 1} passed the check")
-                    tail = "\n" + template_reply(items, notes, turn, intro="")
-                    if attempt == 0:
-                        yield tail
-                    return text + tail
-            else:
-                problems = self.checker.check(text, items, user_text)
-                if not problems:
-                    log.append(f"reply: LLM attempt {attempt + 1} passed the title check")
-                    return text
+            problems = self.checker.check(text, items, user_text)
+            if not problems:
+                log.append(f"reply: LLM attempt {attempt + 1} passed the title check")
+                return text
             log.append(f"reply: LLM attempt {attempt + 1} failed the check ({'; '.join(problems[:3])})")
         log.append("reply: used the template")
         return template_reply(items, notes, turn)
