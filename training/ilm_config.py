@@ -3,6 +3,8 @@
   smoke    a tiny random LLM and a tiny Q-Former: the whole pipeline in seconds (tests)
   default  CPU: stage 1 and stage 2 on ml-latest-small with the default LLM (Qwen2.5-Coder-1.5B,
            NF4) inside 45 minutes on 2 cores; stage 2 is capped by a time budget
+  short    the default with a 4.5-minute stage-2 budget per run and fewer evaluation users (a
+           second data set on a CPU when time is short)
   full     GPU: bigger Q-Former, more queries, many more stage-2 steps
 A JSON file holds overrides of the dataclass defaults, by section.
 """

@@ -11,7 +11,7 @@ from training.ilm_config import load_config
 
 
 def test_configs_load_and_reject_unknown_keys(tmp_path):
-    for name in ("smoke", "default", "full"):
+    for name in ("smoke", "default", "short", "full"):
         cfg = load_config(name)
         assert cfg.name == name and cfg.stage2.llm
     assert load_config("default").stage2.llm == "qwen2.5-coder-1.5b"
