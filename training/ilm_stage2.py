@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ilm.checkpoint import load_checkpoint, load_qformer, save_checkpoint
+from ilm.checkpoint import load_qformer, save_checkpoint
 from ilm.config import ILMConfig
 from ilm.features import CFTable
 from ilm.lm import llm_fingerprint, load_llm, tiny_lm
@@ -136,15 +136,6 @@ def save(model: ILMRecommender, path: Path, fingerprint: dict, extra: dict) -> P
                           extra=extra, modules=modules)
     np.save(out / CF_TABLE, model.table.embeds.numpy())
     return out
-
-
-def load(model: ILMRecommender, path: Path, fingerprint: dict) -> ILMRecommender:
-    """Load a ``save``d checkpoint into ``model`` (built with the same config)."""
-    modules = {"head": model.head} | ({"uem": model.uem} if model.uem is not None else {})
-    _, qformer, adapter = load_checkpoint(path, fingerprint, modules=modules)
-    model.ilm.qformer.load_state_dict(qformer.state_dict())
-    model.ilm.adapter.load_state_dict(adapter.state_dict())
-    return model.eval()
 
 
 def main(argv=None) -> None:
