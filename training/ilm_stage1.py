@@ -77,7 +77,7 @@ def train_stage1(qformer: ItemQFormer, data: Stage1Data, cfg: Stage1Config, seed
             n_items += len(ids)
             curve.append({k: round(v.item(), 4) for k, v in out.parts.items()} | {"total": round(out.loss.item(), 4)})
             bar.update()
-            bar.set_postfix(loss=f"{float(out.loss):.3f}")
+            bar.set_postfix(loss=f"{out.loss.item():.3f}")
     bar.close()
     qformer.eval()
     train_s = time.perf_counter() - start

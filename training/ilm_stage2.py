@@ -102,7 +102,7 @@ def train_stage2(model: ILMRecommender, builder: TaskBuilder, cfg: ILMRunConfig,
         opt.step()
         sched.step()
         curve.append({k: round(v.item(), 4) for k, v in parts.items()} | {"total": round(loss.item(), 4)})
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
         if s2.log_every and (step + 1) % s2.log_every == 0:
             recent = curve[-s2.log_every:]
             log(f"{desc} step {step + 1}: " + ", ".join(
