@@ -77,17 +77,15 @@ class ItemLanguageModel(nn.Module):
             (B, T, d_lm)
         """
         embeds = self.lm.get_input_embeddings()(input_ids)
-        if user_vectors is not None:
-            embeds = splice_embeds(input_ids, embeds, user_vectors, self.user_token_id)
-            user_cf_feats = None
-        for token_id, feats, mask in ((self.item_token_id, item_cf_feats, None),
-                                      (self.user_token_id, user_cf_feats, user_cf_mask)):
-            if feats is not None:
-                embeds = splice_embeds(input_ids, embeds, self.item_vectors(feats, mask), token_id)
-            elif user_vectors is None or token_id != self.user_token_id:
-                if bool((input_ids == token_id).any()):
-                    raise ValueError(f"the prompt has placeholder id {token_id} but no CF "
-                                     "features for it")
+        items = None if item_cf_feats is None else self.item_vectors(item_cf_feats)
+        users = user_vectors
+        if users is None and user_cf_feats is not None:
+            users = self.item_vectors(user_cf_feats, user_cf_mask)
+        for token_id, vectors in ((self.item_token_id, items), (self.user_token_id, users)):
+            if vectors is not None:
+                embeds = splice_embeds(input_ids, embeds, vectors, token_id)
+            elif bool((input_ids == token_id).any()):
+                raise ValueError(f"the prompt has placeholder id {token_id} but no CF features for it")
         return embeds
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

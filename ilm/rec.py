@@ -86,11 +86,16 @@ class ILMRecommender(nn.Module):
         feats, mask = self.table.histories(histories, self.history_len)
         return {"user_cf_feats": feats, "user_cf_mask": mask}
 
-    def hidden(self, batch: LLMBatch) -> torch.Tensor:
-        """(B, T, d_lm) the LLM's final (normed) hidden states on the spliced prompt."""
+    def splice_inputs(self, batch: LLMBatch) -> dict:
+        """The keyword arguments of ``ItemLanguageModel.embed`` / ``generate`` for a batch."""
         cf = self._user_inputs(batch.histories)
         if batch.item_ids:
             cf["item_cf_feats"] = self.table.items(batch.item_ids)
+        return cf
+
+    def hidden(self, batch: LLMBatch) -> torch.Tensor:
+        """(B, T, d_lm) the LLM's final (normed) hidden states on the spliced prompt."""
+        cf = self.splice_inputs(batch)
         device = self.ilm.lm.get_input_embeddings().weight.device
         embeds = self.ilm.embed(batch.input_ids.to(device), **cf)
         decoder = self.ilm.lm.get_decoder()

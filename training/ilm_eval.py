@@ -137,9 +137,7 @@ def generate(model: ILMRecommender, examples: list[Example], max_new_tokens: int
     for b, n in enumerate(lens.tolist()):
         ids[b, T - n:] = batch.input_ids[b, :n]
         mask[b, T - n:] = 1
-    cf = model._user_inputs(batch.histories)
-    if batch.item_ids:
-        cf["item_cf_feats"] = model.table.items(batch.item_ids)
+    cf = model.splice_inputs(batch)
     device = model.ilm.lm.get_input_embeddings().weight.device
     out = model.ilm.generate(ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
                              do_sample=False, **cf)
@@ -150,15 +148,21 @@ def generate(model: ILMRecommender, examples: list[Example], max_new_tokens: int
     return texts, {"prompt_tokens": int(lens.sum()), "generated_tokens": n_gen}
 
 
+def description_prompts(rows: list[dict], items) -> dict[str, list[Example]]:
+    """The description request for each item, from its item tokens and from its title as text."""
+    return {
+        "item_tokens": [Example("description", DESCRIPTION_PROMPT, None, items=[int(i)]) for i in items],
+        "title_only": [Example("description", f"Describe the movie {display(rows[int(i)])}.", None)
+                       for i in items],
+    }
+
+
 def description(model: ILMRecommender, prep: Prepared, items: np.ndarray, encode, cfg: ILMRunConfig,
                 batch_size: int = 10) -> dict:
     """Semantic consistency of descriptions from item tokens vs from the title alone."""
     rows = prep.item_rows()
     refs = [describe(rows[i]) for i in items]
-    variants = {
-        "item_tokens": [Example("description", DESCRIPTION_PROMPT, None, items=[int(i)]) for i in items],
-        "title_only": [Example("description", f"Describe the movie {display(rows[i])}.", None) for i in items],
-    }
+    variants = description_prompts(rows, items)
     ref_emb = encode(refs)
     report, samples = {"n_items": int(len(items)), "reference": "title (year), genres and the catalogue "
                        "description (ilm.tasks.describe)", "metric": "mean cosine of MiniLM embeddings"}, []
@@ -215,18 +219,17 @@ def genre_scores(model: ILMRecommender, histories: list[np.ndarray], labels: lis
     """(U, n_genres) log-probability of each genre's first token as the answer's first token."""
     tok = model.ilm.tokenizer
     first = [tok(g, add_special_tokens=False)["input_ids"][0] for g in labels]
-    saved, model.user_encoder = model.user_encoder, user_encoder
-    try:
-        out = []
-        for s in range(0, len(histories), batch_size):
-            batch = collate([genre_example(h) for h in histories[s:s + batch_size]], tok,
-                            model.ilm.cfg.n_query, user_encoder, titles=titles, text_history=text_history)
-            hidden = model.hidden(batch)
-            last = hidden[torch.arange(hidden.shape[0]), batch.last_prompt]
-            logits = model.ilm.lm.get_output_embeddings()(last).float().log_softmax(-1)
-            out.append(logits[:, first].cpu().numpy())
-    finally:
-        model.user_encoder = saved
+    if user_encoder not in ("text", model.user_encoder):
+        raise ValueError(f"this model encodes users with {model.user_encoder!r}, not {user_encoder!r}")
+    out = []
+    for s in range(0, len(histories), batch_size):
+        # with "text" the history is written out, so the batch has no <user> to encode
+        batch = collate([genre_example(h) for h in histories[s:s + batch_size]], tok,
+                        model.ilm.cfg.n_query, user_encoder, titles=titles, text_history=text_history)
+        hidden = model.hidden(batch)
+        last = hidden[torch.arange(hidden.shape[0]), batch.last_prompt]
+        logits = model.ilm.lm.get_output_embeddings()(last).float().log_softmax(-1)
+        out.append(logits[:, first].cpu().numpy())
     return np.concatenate(out)
 
 

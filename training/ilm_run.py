@@ -21,7 +21,7 @@ import torch
 
 from ilm.checkpoint import save_qformer
 from ilm.lm import use_cpu_packed_4bit
-from ilm.tasks import DESCRIPTION_PROMPT, Example, collate, display
+from ilm.tasks import collate
 from retrieval.text_encoder import TextEncoder
 from training import ilm_eval
 from training.bench_offline import hardware
@@ -102,11 +102,8 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
 @torch.no_grad()
 def measure_speed(model, prep, items, cfg: ILMRunConfig) -> dict:
     """Prompt and generation speed of the frozen LLM with item tokens and with the title as text."""
-    rows = prep.item_rows()
-    variants = {
-        "with_item_tokens": [Example("description", DESCRIPTION_PROMPT, None, items=[int(i)]) for i in items],
-        "text_only": [Example("description", f"Describe the movie {display(rows[int(i)])}.", None) for i in items],
-    }
+    prompts = ilm_eval.description_prompts(prep.item_rows(), items)
+    variants = {"with_item_tokens": prompts["item_tokens"], "text_only": prompts["title_only"]}
     out = {}
     for name, exs in variants.items():
         batch = collate(exs, model.ilm.tokenizer, model.ilm.cfg.n_query, model.user_encoder)
