@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker ilm
+.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker ilm ilm-dialog bench-understanding
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
@@ -27,6 +27,9 @@ help:
 	@echo "make eval       200 simulated conversations (template simulator) -> reports/sim_<dataset>.*"
 	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
 	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
+	@echo "make ilm-dialog train the dialog ranker's ILM (SmolLM2, conversational split), fit the ranker with it,"
+	@echo "               and evaluate full vs full_ilm -> reports/ilm_dialog_<dataset>.*, reports/sim_<dataset>.*"
+	@echo "make bench-understanding  rules vs LLM understanding on 40 labelled messages -> reports/understanding_*"
 	@echo "make build      train the default models and build the indexes for DATASET=$(DATASET)"
 	@echo "make clean      remove the virtualenv and built artefacts"
 
@@ -79,6 +82,18 @@ eval: build
 
 fit-ranker: build
 	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)
+
+ILM_DIALOG := $(ARTIFACTS)/$(DATASET)/ilm_dialog
+
+ilm-dialog: build llm-weights
+	$(BIN)/python -m training.ilm_dialog --dataset $(DATASET) --artifacts $(ARTIFACTS)
+	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS) --ilm $(ILM_DIALOG)
+	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
+		--systems popularity,text,full,full_ilm --ilm $(ILM_DIALOG)
+	$(BIN)/python -m training.report_tables
+
+bench-understanding: build llm-weights
+	$(BIN)/python -m dialog.bench_understanding --dataset $(DATASET) --artifacts $(ARTIFACTS) --llm qwen2.5-coder-1.5b
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS)

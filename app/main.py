@@ -33,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="LLM for understanding and replies: qwen2.5-coder-1.5b, smollm2-135m or a local "
                           "directory (default: none, rules and template replies)")
     llm.add_argument("--small", action="store_true", help=f"use the small fast LLM ({SMALL_LLM}) for quick demos")
+    ap.add_argument("--ilm", default=None, type=Path, metavar="CHECKPOINT",
+                    help="the dialog ILM (`make ilm-dialog` writes <artifacts>/<dataset>/ilm_dialog): its score "
+                         "joins the ranker, with the weights fitted with it (default: none)")
     ap.add_argument("--db", default=None, type=Path,
                     help="SQLite file for conversations (default: <artifacts>/conversations.sqlite)")
     ap.add_argument("--reports", default="reports", type=Path, help="folder the evaluation tab reads")
@@ -49,7 +52,9 @@ def load_manager(args):
     from retrieval.resources import load_resources
     resources = load_resources(args.dataset, args.artifacts, data_dir=args.data_dir)
     llm = SMALL_LLM if args.small else args.llm
-    return build_manager(resources, llm=llm), resources
+    if args.ilm is not None and not Path(args.ilm).is_dir():
+        raise FileNotFoundError(f"no dialog ILM checkpoint at {args.ilm}; train one with `make ilm-dialog`")
+    return build_manager(resources, llm=llm, ilm=args.ilm), resources
 
 
 def print_recs(manager, message: str, user_id: int | None) -> None:

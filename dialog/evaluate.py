@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-SYSTEMS = ("popularity", "text", "llm_only", "full")
+SYSTEMS = ("popularity", "text", "llm_only", "full", "full_ilm")  # full_ilm: full + the dialog ILM (--ilm)
 METRICS = ("success@1", "success@3", "success@5", "recall@1", "recall@5", "recall@10", "ndcg@10", "avg_turns")
 
 
@@ -153,6 +153,9 @@ def main(argv=None) -> dict:
                    help="run LLM-generating systems on only the first N of the sampled users")
     p.add_argument("--full-llm-replies", action="store_true",
                    help="the full system writes its replies with the LLM (slow; default: template replies)")
+    p.add_argument("--ilm", default=None, metavar="CHECKPOINT",
+                   help="the dialog ILM (training.ilm_dialog), for the full_ilm system: the full system "
+                        "with the ILM's score in its ranker (weights dialog/ranker_weights/<dataset>_ilm.json)")
     p.add_argument("--weights", default=None, help="ranker weights JSON (default: dialog/ranker_weights/<dataset>.json)")
     p.add_argument("--out", default="reports")
     p.add_argument("--cache", default=None, help="LLM simulator response cache (default reports/sim_cache_<dataset>.json)")
@@ -171,6 +174,8 @@ def main(argv=None) -> dict:
         p.error(f"unknown systems {bad}; choose from {SYSTEMS}")
     if ("llm_only" in names or a.simulator == "llm" or a.full_llm_replies) and not a.llm:
         p.error("llm_only, --simulator llm and --full-llm-replies need --llm")
+    if ("full_ilm" in names) != bool(a.ilm):
+        p.error("the full_ilm system and --ilm go together")
     t0 = time.perf_counter()
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     chat = None
@@ -201,10 +206,12 @@ def main(argv=None) -> dict:
         elif name == "llm_only":
             systems[name] = LLMOnlySystem(res, chat)
         else:
-            mgr = build_manager(res, weights=a.weights, chat=chat if a.full_llm_replies else None,
-                                llm_understanding=False)
+            ilm = a.ilm if name == "full_ilm" else None
+            mgr = build_manager(res, weights=None if ilm else a.weights, ilm=ilm,
+                                chat=chat if a.full_llm_replies else None, llm_understanding=False)
             systems[name] = FullSystem(mgr)
-            notes.append("full: rule-based understanding; "
+            systems[name].name = name
+            notes.append(f"{name}: rule-based understanding; "
                          + ("LLM-written replies" if a.full_llm_replies else
                             "template replies (the template simulator reacts to the item list, not the "
                             "wording; LLM reply latency is measured separately)")

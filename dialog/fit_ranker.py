@@ -10,6 +10,9 @@ candidates, the target's row; a conditional logit (``dialog.ranker.fit_weights``
 all groups so far (rounds aggregate, so later rounds see the states the fitted ranker leads to).
 The round with the best validation success@5 is kept and written to
 ``dialog/ranker_weights/<dataset>.json`` with how it was fitted.
+
+With ``--ilm CHECKPOINT`` (the dialog ILM, ``training.ilm_dialog``) the ranker also has the ILM's
+score as a feature; those weights go to ``<dataset>_ilm.json``.
 """
 from __future__ import annotations
 
@@ -52,7 +55,10 @@ def main(argv=None):
     ap.add_argument("--max-turns", type=int, default=5)
     ap.add_argument("--l2", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None, help="weights JSON (default dialog/ranker_weights/<dataset>.json)")
+    ap.add_argument("--ilm", default=None, metavar="CHECKPOINT",
+                    help="fit with the dialog ILM's score (a training.ilm_dialog checkpoint)")
+    ap.add_argument("--out", default=None,
+                    help="weights JSON (default dialog/ranker_weights/<dataset>.json, <dataset>_ilm.json with --ilm)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     from retrieval.resources import load_resources
@@ -67,6 +73,10 @@ def main(argv=None):
     val_people = personas(res.split, pool[a.n_fit:])
     assert not ({p.user_index for p in fit_people + val_people} & test_users)
     sim = TemplateSimulator(TargetFacts(res.catalog, res.text_embeds, res.popularity), seed=a.seed)
+    scorer = None
+    if a.ilm:
+        from ilm.score import ILMScorer
+        scorer = ILMScorer.from_checkpoint(a.ilm, text_embeds=res.text_embeds)
 
     weights = RankerWeights.prior()
     groups: list = []
@@ -74,7 +84,7 @@ def main(argv=None):
     best = None
     progress = not a.no_progress
     for r in range(a.rounds + 1):
-        manager = build_manager(res, weights=weights)
+        manager = build_manager(res, weights=weights, ilm_scorer=scorer)
         val = simulate(manager, sim, val_people, a.max_turns, None, f"round {r} validation", progress)
         history.append({"round": r, "val_success@5": round(val, 4), "groups": len(groups),
                         "weights": {k: round(v, 4) for k, v in weights.weights.items()}})
@@ -88,12 +98,13 @@ def main(argv=None):
         print(f"  fitted on {info['groups']} groups: loss {info['loss']:.3f}, train hit@5 {info['train_hit@5']:.3f}")
         weights = RankerWeights({f: float(x) for f, x in zip(FEATURES, w)}, {})
     val, weights = best
-    weights.meta = {"fitted": True, "source": f"dialog.fit_ranker on {a.dataset}", "model": "conditional logit, L2",
+    weights.meta = {"fitted": True, "source": f"dialog.fit_ranker on {a.dataset}" + (" with the dialog ILM" if a.ilm else ""),
+                    "ilm_checkpoint": a.ilm, "model": "conditional logit, L2",
                     "l2": a.l2, "seed": a.seed, "n_fit_users": len(fit_people), "n_val_users": len(val_people),
                     "test_users_excluded": len(test_users), "val_success@5": round(val, 4),
                     "rounds": history, "wall_s": round(time.perf_counter() - t0, 1),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = a.out or default_weights_path(a.dataset)
+    out = a.out or default_weights_path(a.dataset, ilm=bool(a.ilm))
     weights.save(out)
     print(f"kept validation success {val:.3f}; wrote {out}")
 

@@ -471,6 +471,7 @@ def _summarise(u: Understanding, catalog) -> str:
 
 def build_manager(resources, llm: str | None = None, *, weights: str | Path | RankerWeights | None = None,
                   quantize: str = "nf4", chat=None, ilm_scorer: Callable | None = None,
+                  ilm: str | Path | None = None,
                   llm_understanding: bool = False, reply_mode: str = "intro", k: int = DEFAULT_K,
                   policy=None) -> DialogManager:
     """The recommender over loaded resources.
@@ -481,10 +482,12 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
             ("qwen2.5-coder-1.5b", "smollm2-135m", a local directory); loaded, then warmed up
             (``DialogManager.warm_up``).
         weights: ranker weights (a JSON path or ``RankerWeights``); default: the fitted weights
-            shipped in ``dialog/ranker_weights/<dataset>.json``, else the unfitted prior (a warning).
+            shipped in ``dialog/ranker_weights/<dataset>.json`` (``<dataset>_ilm.json`` with an
+            ILM), else the unfitted prior (a warning).
         quantize: for ``load_llm``.
         chat: an already built LangChain chat model (overrides ``llm``; tests pass a tiny one).
         ilm_scorer: ``(state, candidate_ids) -> scores`` from the ILM; the feature is 0 without it.
+        ilm: a dialog ILM checkpoint (``training.ilm_dialog``) to load as ``ilm_scorer``.
         llm_understanding: also extract state updates with the LLM (JSON, schema check, one repair,
             then the rules). Off by default: on CPU it adds a second generation (~100 tokens) per
             turn, which breaks the 5 s reply budget; the rules run either way as the fallback.
@@ -493,15 +496,21 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
             reply, checked against the chosen titles). See ``dialog.reply.LLMReplyWriter``.
         k: suggestions per turn.
     """
+    if ilm is not None:
+        if ilm_scorer is not None:
+            raise ValueError("give ilm (a checkpoint) or ilm_scorer, not both")
+        from ilm.score import ILMScorer
+        ilm_scorer = ILMScorer.from_checkpoint(ilm, text_embeds=resources.text_embeds)
+    shipped = default_weights_path(resources.dataset, ilm=ilm_scorer is not None)
     if isinstance(weights, RankerWeights):
         w = weights
     elif weights is not None:
         w = RankerWeights.load(weights)
-    elif default_weights_path(resources.dataset).is_file():
-        w = RankerWeights.load(default_weights_path(resources.dataset))
+    elif shipped.is_file():
+        w = RankerWeights.load(shipped)
     else:
         import warnings
-        warnings.warn(f"no fitted ranker weights for {resources.dataset} ({default_weights_path(resources.dataset)}); "
+        warnings.warn(f"no fitted ranker weights for {resources.dataset} ({shipped}); "
                       f"using the unfitted prior. Fit them with `python -m dialog.fit_ranker`.", stacklevel=2)
         w = RankerWeights.prior()
     toolbox = Toolbox(resources, Ranker(w), ilm_scorer)

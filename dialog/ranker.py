@@ -53,8 +53,10 @@ class RankerWeights:
         return cls(w, {"fitted": False, "note": "prior for the first fitting round"})
 
 
-def default_weights_path(dataset: str) -> Path:
-    return WEIGHTS_DIR / f"{dataset}.json"
+def default_weights_path(dataset: str, ilm: bool = False) -> Path:
+    """The shipped weights: ``<dataset>.json``, or ``<dataset>_ilm.json`` for a ranker that has the
+    dialog ILM's score (fitted with it; the "ilm" feature is 0 in the other)."""
+    return WEIGHTS_DIR / f"{dataset}{'_ilm' if ilm else ''}.json"
 
 
 class Ranker:

@@ -14,7 +14,6 @@ import torch
 from ilm.rec import ILMRecommender
 from ilm.tasks import collate, next_item_example
 
-MAX_CONVERSATION_CHARS = 400
 CF_TABLE = "cf_item_embeds.npy"  # saved next to a stage-2 checkpoint: the CF rows it was trained on
 
 
@@ -86,20 +85,27 @@ class ILMScorer:
         for s in range(0, len(histories), self.batch_size):
             examples = []
             for h, text in zip(histories[s:s + self.batch_size], conversations[s:s + self.batch_size]):
-                ex = next_item_example(np.asarray(h, dtype=np.int64), self.n_recent)
-                text = " ".join(str(text).split())[-MAX_CONVERSATION_CHARS:]
-                if text:
-                    ex.prompt += f" They said: {text}"
-                examples.append(ex)
+                examples.append(next_item_example(np.asarray(h, dtype=np.int64), self.n_recent, said=text))
             batch = collate(examples, self.model.ilm.tokenizer, self.model.ilm.cfg.n_query,
                             self.model.user_encoder)
             out += self.model.score(batch, candidates[s:s + self.batch_size], self.item_vecs)
         return out
 
     def __call__(self, state, candidate_ids: Sequence[int]) -> np.ndarray:
-        """The ranker hook: zeros when the person has not liked anything yet (no history)."""
-        liked = list(getattr(state, "liked", []) or []) if state is not None else []
-        if not liked or not len(candidate_ids):
+        """The ranker hook. The history is what the person watched (``state.seen``, in order; a
+        returning MovieLens user's ratings) followed by the movies they said they liked; zeros
+        when there is neither."""
+        history = history_of(state)
+        if not history or not len(candidate_ids):
             return np.zeros(len(candidate_ids))
         said = " ".join(state.user_texts(last=2)) if hasattr(state, "user_texts") else ""
-        return self.score_batch([liked], [list(candidate_ids)], [said])[0]
+        return self.score_batch([history], [list(candidate_ids)], [said])[0]
+
+
+def history_of(state) -> list[int]:
+    """Watched items in order, then liked ones not among them (each once)."""
+    if state is None:
+        return []
+    seen = [int(i) for i in getattr(state, "seen", []) or []]
+    liked = [int(i) for i in getattr(state, "liked", []) or []]
+    return list(dict.fromkeys(seen + liked))

@@ -1,8 +1,9 @@
 """Stage-2 examples, built from the training split only, and their collation into LLM batches.
 
 Tasks (ILM arXiv 2406.02844 section 4; UEM arXiv 2401.04858 for genre preference):
-  next_item     a user (``{user}``) and their last movies (``<item>`` each) -> the next movie; no
-                target text: the next-item head scores the LLM's last prompt state against items
+  next_item     a user (``{user}``) and their last movies (``<item>`` each), sometimes what they
+                asked for ("They said: ..."), -> the next movie; no target text: the next-item
+                head scores the LLM's last prompt state against items
   description   ``<item>`` -> "Title (year). Genres: ... . description"
   genre_pref    a user -> the genres of the movies they go on to rate highly (the UEM task)
   conversation  "I enjoyed <item>. What should I watch next?" -> a templated suggestion of the
@@ -75,10 +76,17 @@ class TaskBuilder:
         n_recent: how many last movies the next_item prompt shows as ``<item>`` mentions.
         lookahead: genre_pref targets come from this many items after the cut.
         exclude_items: items never used as description / conversation subjects (held out).
+        request_prob: how often a next_item prompt also says what the viewer asked for, a request
+            built from the next movie's genres and decade (``request_text``), as a person in a
+            conversation would; the ILM then learns to read a request beside the history.
     """
 
     def __init__(self, train, train_ratings, items: Sequence[dict], n_recent: int = 3,
-                 lookahead: int = 10, min_history: int = 3, exclude_items=(), seed: int = 0):
+                 lookahead: int = 10, min_history: int = 3, exclude_items=(), seed: int = 0,
+                 request_prob: float = 0.0):
+        if not 0.0 <= request_prob <= 1.0:
+            raise ValueError(f"request_prob must be in [0, 1], got {request_prob}")
+        self.request_prob = request_prob
         self.train = [np.asarray(s, dtype=np.int64) for s in train]
         self.ratings = [np.asarray(r, dtype=np.float32) for r in train_ratings]
         self.items = items
@@ -98,7 +106,9 @@ class TaskBuilder:
     def next_item(self) -> Example:
         u = int(self.rng.choice(self.users))
         t = self._cut(u)
-        return next_item_example(self.train[u][:t], self.n_recent, target=int(self.train[u][t]))
+        target = int(self.train[u][t])
+        said = request_text(self.items[target]) if self.rng.random() < self.request_prob else ""
+        return next_item_example(self.train[u][:t], self.n_recent, target=target, said=said)
 
     def description(self) -> Example:
         i = int(self.rng.choice(self.describable))
@@ -129,9 +139,22 @@ class TaskBuilder:
         return getattr(self, task)()
 
 
-def next_item_example(history: np.ndarray, n_recent: int, target: int = -1) -> Example:
+def request_text(item: dict) -> str:
+    """What a person might ask for when this movie is what they want: its genres and decade."""
+    genres = " ".join(g.lower() for g in list(item["genres"])[:2] if g != "(no genres listed)")
+    year = item.get("year")
+    decade = f" from the {int(year) // 10 * 10}s" if year and year == year else ""
+    return f"I'd like a {genres or 'good'} movie{decade}."
+
+
+def next_item_example(history: np.ndarray, n_recent: int, target: int = -1, said: str = "",
+                      max_said_chars: int = 400) -> Example:
+    """The next-item prompt; ``said`` (the person's words, last ``max_said_chars`` kept) is appended."""
     recent = [int(i) for i in history[-n_recent:]] if n_recent else []
     prompt = NEXT_ITEM_PROMPT.replace("{recent}", ", ".join([ITEM_TOKEN] * len(recent)) or "none")
+    said = " ".join(str(said).split())[-max_said_chars:]
+    if said:
+        prompt += f" They said: {said}"
     return Example("next_item", prompt, None, items=recent, history=np.asarray(history), next_item=target)
 
 

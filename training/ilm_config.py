@@ -6,6 +6,8 @@
   short    the default with a 4.5-minute stage-2 budget per run and fewer evaluation users (a
            second data set on a CPU when time is short)
   full     GPU: bigger Q-Former, more queries, many more stage-2 steps
+  dialog   the dialog ranker's ILM (``training.ilm_dialog``): the small LLM (SmolLM2-135M, fp32),
+           the conversational split, next-item prompts with requests, no ablations
 A JSON file holds overrides of the dataclass defaults, by section.
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Stage2Config:
         "next_item": 0.4, "description": 0.2, "genre_pref": 0.2, "conversation": 0.2})
     n_negatives: int = 255           # random items scored against each next-item row
     n_recent: int = 3                # last movies shown as <item> mentions
+    request_prob: float = 0.0        # next_item prompts that also carry a request ("They said: ...")
     history_len: int = 50            # history items behind a <user> mention
     max_target_tokens: int = 48
     lora: bool = False               # also train LoRA adapters on the LLM (peft); off by default

@@ -62,14 +62,16 @@ def retrieve(prep: Prepared, users: np.ndarray, phase: str, k: int) -> dict:
 
 @torch.no_grad()
 def ilm_scores(model: ILMRecommender, ret: dict, n_recent: int, batch_size: int,
-               desc: str = "ILM scores") -> np.ndarray:
-    """(U, k) the ILM's score of every candidate, one LLM pass per batch of users."""
+               desc: str = "ILM scores", said: list[str] | None = None) -> np.ndarray:
+    """(U, k) the ILM's score of every candidate, one LLM pass per batch of users; ``said``:
+    per user, a request appended to the prompt (``tasks.next_item_example``)."""
     item_vecs = model.all_item_vectors()
+    said = said or [""] * len(ret["users"])
     out = []
     for s in tqdm(range(0, len(ret["users"]), batch_size), desc=desc):
         hs = ret["histories"][s:s + batch_size]
-        batch = collate([next_item_example(h, n_recent) for h in hs], model.ilm.tokenizer,
-                        model.ilm.cfg.n_query, model.user_encoder)
+        batch = collate([next_item_example(h, n_recent, said=t) for h, t in zip(hs, said[s:s + batch_size])],
+                        model.ilm.tokenizer, model.ilm.cfg.n_query, model.user_encoder)
         out += model.score(batch, ret["cands"][s:s + batch_size], item_vecs)
     return np.stack(out)
 

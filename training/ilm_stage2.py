@@ -121,7 +121,8 @@ def train_stage2(model: ILMRecommender, builder: TaskBuilder, cfg: ILMRunConfig,
 
 def task_builder(prep: Prepared, cfg: ILMRunConfig, exclude_items=()) -> TaskBuilder:
     return TaskBuilder(prep.split.train, prep.split.train_ratings, prep.item_rows(),
-                       n_recent=cfg.stage2.n_recent, exclude_items=exclude_items, seed=cfg.seed)
+                       n_recent=cfg.stage2.n_recent, exclude_items=exclude_items, seed=cfg.seed,
+                       request_prob=cfg.stage2.request_prob)
 
 
 def save(model: ILMRecommender, path: Path, fingerprint: dict, extra: dict) -> Path:

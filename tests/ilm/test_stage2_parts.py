@@ -106,6 +106,24 @@ def test_tasks_use_only_training_items_and_the_heldout_stays_out():
         tb.sample("nope")
 
 
+def test_next_item_requests_describe_the_target_and_come_at_the_asked_rate():
+    from ilm.tasks import request_text
+
+    train, ratings = _train()
+    assert TaskBuilder(train, ratings, _items(), seed=0).next_item().prompt.endswith("watch next?")
+    tb = TaskBuilder(train, ratings, _items(), seed=0, request_prob=0.5)
+    exs = [tb.next_item() for _ in range(200)]
+    said = [ex for ex in exs if " They said: " in ex.prompt]
+    assert 60 < len(said) < 140
+    for ex in said:
+        assert ex.prompt.endswith("They said: " + request_text(_items()[ex.next_item]))
+    assert request_text({"genres": ["Comedy", "Romance", "Drama"], "year": 1994}) == \
+        "I'd like a comedy romance movie from the 1990s."
+    assert request_text({"genres": [], "year": None}) == "I'd like a good movie."
+    with pytest.raises(ValueError, match="request_prob"):
+        TaskBuilder(train, ratings, _items(), request_prob=1.5)
+
+
 def test_genre_targets_count_only_positive_ratings():
     genres = [["Comedy"], ["Drama"], ["Drama", "War"]]
     assert genre_targets([0, 1, 2], [5, 4, 4.5], genres) == ["Drama", "Comedy", "War"]
@@ -172,8 +190,9 @@ def test_batched_scores_equal_one_user_at_a_time(rec):
         scorer.score_batch([[]], [[1]])
 
 
-def test_ranker_hook_uses_liked_items_and_is_zero_without_them(rec):
+def test_ranker_hook_reads_history_likes_and_words_and_is_zero_without_history(rec):
     from dialog.state import DialogState
+    from ilm.score import history_of
 
     scorer = ILMScorer(rec)
     state = DialogState()
@@ -181,6 +200,12 @@ def test_ranker_hook_uses_liked_items_and_is_zero_without_them(rec):
     state.liked = [4, 5]
     scores = scorer(state, [1, 2, 3])
     assert scores.shape == (3,) and np.isfinite(scores).all() and np.ptp(scores) > 0
+    state.seen, state.liked = [7, 6, 4], [4, 5]
+    assert history_of(state) == [7, 6, 4, 5]          # watched in order, then new likes, each once
+    assert np.allclose(scorer(state, [1, 2, 3]), scorer.score_batch([[7, 6, 4, 5]], [[1, 2, 3]])[0])
+    state.messages = [{"role": "user", "text": "something funny"}]
+    said = scorer.score_batch([[7, 6, 4, 5]], [[1, 2, 3]], ["something funny"])[0]
+    assert np.allclose(scorer(state, [1, 2, 3]), said)
 
 
 def test_uem_soft_prompts_replace_user_placeholders(tiny):
