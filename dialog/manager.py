@@ -490,7 +490,8 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
         ilm: a dialog ILM checkpoint (``training.ilm_dialog``) to load as ``ilm_scorer``.
         llm_understanding: also extract state updates with the LLM (JSON, schema check, one repair,
             then the rules). Off by default: on CPU it adds a second generation (~100 tokens) per
-            turn, which breaks the 5 s reply budget; the rules run either way as the fallback.
+            turn, which breaks the 5 s reply budget, and it reads messages worse than the rules
+            (``dialog.bench_understanding``); the rules run either way as the fallback.
         reply_mode: "intro" (the LLM writes a checked opening sentence, the template lists the
             movies with their reasons; fits the CPU budget) or "full" (the LLM writes the whole
             reply, checked against the chosen titles). See ``dialog.reply.LLMReplyWriter``.
