@@ -146,9 +146,6 @@ def write_markdown(report: dict, path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    import os
-    import platform
-
     ap = argparse.ArgumentParser(prog="python -m dialog.bench_understanding", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="ml-latest-small")
@@ -162,6 +159,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     from dialog.manager import build_manager
     from retrieval.resources import load_resources
+    from training.bench_offline import hardware
 
     t0 = time.perf_counter()
     cases = load_gold(a.gold)
@@ -174,11 +172,8 @@ def main(argv=None) -> dict:
         und = LLMUnderstander(chat, manager.finder, manager.genres)
         und.understand("Hello!", [])   # warm-up (weight repacking, prefix cache): not timed
     paths = run(cases, manager.finder, manager.genres, und, progress=not a.no_progress)
-    import torch
     report = {"dataset": a.dataset, "gold": Path(a.gold).name, "n_cases": len(cases),
-              "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths,
-              "hardware": f"{platform.processor() or platform.machine()} x{os.cpu_count()}, "
-                          f"{torch.get_num_threads()} torch threads",
+              "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths, "hardware": hardware(),
               "wall_s": round(time.perf_counter() - t0, 1), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
