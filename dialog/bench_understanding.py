@@ -11,7 +11,12 @@ field by field (years within one year: "after 2010" may mean 2010 or 2011). Fiel
 out must come back empty, so invented constraints count as errors.
 
 Paths: ``rules`` (``parse_message``, the default) and ``llm`` (``LLMUnderstander``: JSON, schema
-check, one repair, the rules as fallback). Writes ``reports/understanding_<dataset>.{json,md}``.
+check, one repair, the rules as fallback). Writes ``reports/understanding_<dataset>.{json,md}``, the
+JSON with each message's log (what the LLM said, accepted / repaired / fell back).
+
+``bench_data/understanding_dev.jsonl`` holds 14 other messages, labelled the same way, for working on
+the extraction prompt (``--gold dialog/bench_data/understanding_dev.jsonl --out /tmp/dev``); the 40
+are kept for the reported numbers, so the prompt is not tuned on them.
 """
 from __future__ import annotations
 
@@ -106,19 +111,22 @@ def run(cases: list[dict], finder, genres: list[str], llm_understander: LLMUnder
     out = {}
     paths = {"rules": None} | ({"llm": llm_understander} if llm_understander is not None else {})
     for name, und in paths.items():
-        preds, times, outcomes = [], [], {}
-        for c in tqdm(cases, desc=name, disable=not progress):
+        preds, times, outcomes, logs = [], [], {}, []
+        for n, c in enumerate(tqdm(cases, desc=name, disable=not progress)):
             last_titles = list(c.get("last", []))
             last_items = [_item(finder, t) for t in last_titles]
             t0 = time.perf_counter()
             if und is None:
-                u = parse_message(c["text"], finder, genres, len(last_titles))
+                u, log = parse_message(c["text"], finder, genres, len(last_titles)), []
             else:
-                u, _ = und.understand(c["text"], last_titles)
+                u, log = und.understand(c["text"], last_titles)
             times.append(time.perf_counter() - t0)
             outcomes[u.source] = outcomes.get(u.source, 0) + 1
             preds.append(predicted_fields(u, last_items))
-        out[name] = score(golds, preds) | {
+            logs.append(log)
+            if not progress and und is not None:
+                print(f"{name} {n + 1}/{len(cases)}: {u.source}, {times[-1]:.1f} s", flush=True)
+        out[name] = score(golds, preds) | {"logs": logs} | {
             "latency_p50_s": round(float(np.percentile(times, 50)), 4),
             "latency_p95_s": round(float(np.percentile(times, 95)), 4), "sources": outcomes}
     return out

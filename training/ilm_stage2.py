@@ -64,6 +64,15 @@ def add_lora(model: ILMRecommender, r: int) -> None:
         r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
 
 
+def lr_scale(step: int, elapsed_s: float, warmup: int, steps: int, time_budget_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to zero over whichever runs out first: the steps or the time
+    budget (a CPU run stopped by its budget would otherwise end at nearly the full rate)."""
+    progress = step / max(1, steps)
+    if time_budget_s:
+        progress = max(progress, elapsed_s / time_budget_s)
+    return min(1.0, (step + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 def train_stage2(model: ILMRecommender, builder: TaskBuilder, cfg: ILMRunConfig, titles,
                  desc: str = "stage 2", log=print) -> dict:
     """Train in place; returns {"curve", "steps", "steps_per_s", "train_s", "stopped_by"}."""
@@ -76,15 +85,16 @@ def train_stage2(model: ILMRecommender, builder: TaskBuilder, cfg: ILMRunConfig,
     rng = np.random.default_rng(cfg.seed + accelerator.process_index)  # each process its own examples
     params = model.trainable()
     opt = torch.optim.AdamW(params, lr=s2.lr, weight_decay=s2.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, s2.warmup)) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / max(1, s2.steps)))))
+    start = time.perf_counter()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_scale(
+        s, time.perf_counter() - start, s2.warmup, s2.steps, s2.time_budget_s))
     opt, sched = accelerator.prepare(opt, sched)
     tasks = list(s2.task_weights)
     weights = np.array([s2.task_weights[t] for t in tasks], dtype=float)
     weights /= weights.sum()
     candidates = np.unique(np.concatenate(builder.train))
     model.train()
-    curve, start, stopped_by = [], time.perf_counter(), "steps"
+    curve, stopped_by = [], "steps"
     bar = tqdm(range(s2.steps), desc=desc)
     for step in bar:
         examples = [builder.sample(t) for t in rng.choice(tasks, size=s2.batch_size, p=weights)]

@@ -67,3 +67,6 @@ def test_run_compares_rules_and_an_llm_path(finder, resources):
     assert out["rules"]["all_fields_right"] == 1.0
     assert out["llm"]["field_accuracy"]["years"] == 1.0 and out["llm"]["field_accuracy"]["exclude"] == 0.5
     assert out["llm"]["all_fields_right"] == 0.5 and out["llm"]["sources"] == {"llm": 2}
+    # what the LLM said is kept, case by case, for reading the errors
+    assert [len(log) for log in out["llm"]["logs"]] == [2, 2] and out["rules"]["logs"] == [[], []]
+    assert "Comedy" in out["llm"]["logs"][0][0] and out["llm"]["logs"][0][1].endswith("JSON accepted")

@@ -237,3 +237,15 @@ def test_stage2_checkpoint_round_trip_gives_identical_scores(rec, tmp_path):
     loaded = ILMScorer.from_checkpoint(tmp_path / "ckpt", lm=rec.ilm.lm, tokenizer=rec.ilm.tokenizer)
     args = ([np.array([1, 2, 3])], [[4, 5, 6, 7]])
     assert np.allclose(ILMScorer(rec).score_batch(*args)[0], loaded.score_batch(*args)[0], atol=1e-6)
+
+
+def test_lr_scale_decays_over_the_time_budget_when_it_runs_out_first():
+    from training.ilm_stage2 import lr_scale
+
+    assert lr_scale(0, 0.0, warmup=4, steps=100) == pytest.approx(0.25)        # warm-up
+    assert lr_scale(50, 0.0, warmup=4, steps=100) == pytest.approx(0.5)        # half-way by steps
+    # 10 of 800 steps done but half the time budget spent: the rate is already at half
+    assert lr_scale(10, 360.0, warmup=4, steps=800, time_budget_s=720.0) == pytest.approx(0.5)
+    assert lr_scale(10, 720.0, warmup=4, steps=800, time_budget_s=720.0) == pytest.approx(0.0, abs=1e-12)
+    # without a budget, time is ignored
+    assert lr_scale(10, 1e6, warmup=4, steps=800) > 0.99
