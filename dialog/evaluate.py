@@ -5,7 +5,7 @@
 Per test user (a fixed, seeded sample of users with a held-out target; ``dialog.fit_ranker`` never
 uses them), the simulator talks to each system for at most ``--max-turns`` turns. Success at turn
 t = the target was in a shown list (top 5) by turn t. Writes ``reports/sim_<dataset>.json``,
-``.md`` and ``.png`` (success against turn). The JSON shape:
+``.md`` and ``.png`` (success against turn; ``sim_<simulator>_<dataset>.*`` for the terse and llm tiers). The JSON shape:
   {"dataset", "simulator", "n_users", "max_turns", "seed", "systems": {"<name>": {"success@1", "success@3",
    "success@5", "recall@1", "recall@5", "recall@10", "ndcg@10", "avg_turns", "leaks", "latency_p50_s",
    "latency_p95_s", "n_users", "ci95": {"<metric>": [lo, hi]}}}, "run": {...}, "segments": {...}}
@@ -145,7 +145,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0, help="user sample and simulator seed")
     p.add_argument("--systems", default="popularity,text,full",
                    help=f"comma-separated, from {','.join(SYSTEMS)} (llm_only needs --llm)")
-    p.add_argument("--simulator", default="template", choices=("template", "llm"))
+    p.add_argument("--simulator", default="template", choices=("template", "terse", "llm"),
+                   help="template (default), terse (the template tier without volunteered hints) or llm; "
+                        "reports go to sim_<dataset>.* for template, sim_<simulator>_<dataset>.* otherwise")
     p.add_argument("--llm", default=None, help="LLM for llm_only / the LLM simulator / full-system replies "
                                                "(qwen2.5-coder-1.5b, smollm2-135m or a local dir)")
     p.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
@@ -164,7 +166,8 @@ def main(argv=None) -> dict:
 
     import sys
     from dialog.manager import build_manager
-    from dialog.simulator import LLMSimulator, TargetFacts, TemplateSimulator, personas, run_conversation, sample_users
+    from dialog.simulator import (LLMSimulator, TargetFacts, TemplateSimulator, TerseSimulator, personas,
+                                  run_conversation, sample_users)
     from dialog.systems import FullSystem, LLMOnlySystem, PopularitySystem, TextSystem
     from retrieval.resources import load_resources
 
@@ -185,6 +188,8 @@ def main(argv=None) -> dict:
     facts = TargetFacts(res.catalog, res.text_embeds, res.popularity)
     if a.simulator == "llm":
         sim = LLMSimulator(facts, chat, a.cache or Path(a.out) / f"sim_cache_{a.dataset}.json", seed=a.seed)
+    elif a.simulator == "terse":
+        sim = TerseSimulator(facts, seed=a.seed)
     else:
         sim = TemplateSimulator(facts, seed=a.seed)
     users = sample_users(res.split, a.n_users, a.seed)
@@ -244,7 +249,7 @@ def main(argv=None) -> dict:
                      "notes": notes}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"sim_{a.dataset}"
+    stem = out / (f"sim_{a.dataset}" if a.simulator == "template" else f"sim_{a.simulator}_{a.dataset}")
     Path(f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report, Path(f"{stem}.md"))
     write_plot(report, Path(f"{stem}.png"))

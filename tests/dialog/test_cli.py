@@ -57,6 +57,15 @@ def test_evaluate_writes_json_md_png(fake_load, tmp_path):
     assert data["run"]["hardware"]["cpu_count"] and data["run"]["wall_s"] > 0
 
 
+def test_evaluate_terse_simulator_writes_its_own_report(fake_load, tmp_path):
+    report = evaluate.main(["--n-users", "3", "--max-turns", "2", "--out", str(tmp_path), "--no-progress",
+                            "--systems", "popularity,full", "--simulator", "terse"])
+    data = json.loads((tmp_path / "sim_terse_ml-latest-small.json").read_text())
+    assert data["simulator"] == "terse" and data == json.loads(json.dumps(report))
+    assert not (tmp_path / "sim_ml-latest-small.json").exists()
+    assert (tmp_path / "sim_terse_ml-latest-small.png").is_file()
+
+
 def test_fit_ranker_never_uses_test_users(fake_load, resources, tmp_path, monkeypatch):
     seen_users = []
     real = fit_ranker.simulate

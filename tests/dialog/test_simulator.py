@@ -6,8 +6,8 @@ from langchain_core.messages import AIMessage
 
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
-from dialog.simulator import (LLMSimulator, TargetFacts, TemplateSimulator, leaks_title, personas,
-                              run_conversation, sample_users)
+from dialog.simulator import (LLMSimulator, TargetFacts, TemplateSimulator, TerseSimulator, leaks_title,
+                              personas, run_conversation, sample_users)
 from dialog.systems import FullSystem, PopularitySystem, TextSystem
 
 
@@ -53,6 +53,23 @@ def test_simulator_accepts_the_target_and_reasons_consistently(resources, facts,
     assert "not into" in text
     said = text.split("not into ")[1].split(".")[0]
     assert said not in {g.lower() for g in target_genres}
+
+
+def test_terse_simulator_volunteers_no_hints(resources, facts, people):
+    full, terse = TemplateSimulator(facts), TerseSimulator(facts)
+    p = next(p for p in people if facts.year(p.target) and full.hints(p))
+    opening = terse.opening(p).text
+    genres = facts.genres(p.target)
+    assert all(g.lower() in opening for g in genres) and "loved" not in opening and "from the" not in opening
+    assert len(opening) < len(full.opening(p).text)
+    same_genre = [i for i in range(20) if i != p.target
+                  and set(resources.catalog.items.genres.iloc[i]) <= set(resources.catalog.items.genres.iloc[p.target])]
+    text = terse.react(p, 1, same_genre[:3], asked=False).text
+    assert not any(h in text for h in full.hints(p))        # only the reason for rejecting
+    assert text and not terse.react(p, 1, same_genre[:3], asked=False).accepted
+    assert terse.react(p, 2, [p.target], asked=False).accepted
+    answer = terse.react(p, 1, [], asked=True).text         # a question is still answered
+    assert genres[0].lower() in answer.lower()
 
 
 def test_simulated_conversation_replays_exactly(resources, facts, people, tmp_path):
