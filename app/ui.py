@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import format as fmt
+from dialog.reply import Retract
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,11 @@ class ChatApp:
         t0, reply, turn = time.perf_counter(), "", None
         try:
             for part in self.manager.stream(session.state, text):
-                if isinstance(part, str):
+                if isinstance(part, Retract):     # the streamed draft failed its check: off the screen
+                    reply = ""
+                    chat[-1] = {"role": "assistant", "content": "…"}
+                    yield (gr_skip(), list(chat), session, _cards_value(session.cards)) + self._panels(session, notice)
+                elif isinstance(part, str):
                     reply += part
                     chat[-1] = {"role": "assistant", "content": fmt.plain_markdown(reply)}
                     yield (gr_skip(), list(chat), session, _cards_value(session.cards)) + self._panels(session, notice)

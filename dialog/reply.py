@@ -206,6 +206,14 @@ def intro_messages(request: str):
 _QUOTES = " \t\"'“”‘’"
 
 
+class Retract(str):
+    """Streamed (as an empty string, so plain concatenation is unaffected) when the text streamed so
+    far is withdrawn: its draft failed the check, and the final reply comes with the ``Turn``."""
+
+
+RETRACT = Retract("")
+
+
 class LLMReplyWriter:
     """Writes replies with a chat model, streaming; checked; regenerated once; then the template.
 
@@ -245,7 +253,8 @@ class LLMReplyWriter:
     def stream(self, user_text: str, items: list[ReplyItem], notes: list[str], turn: int,
                log: list[str]) -> Iterator[str]:
         """Yield reply chunks as generated; the generator's return value is the final, checked reply
-        (a failing draft is regenerated once, then replaced by the template)."""
+        (a failing draft is regenerated once, then replaced by the template). When the streamed
+        draft fails, ``RETRACT`` follows it, so a page can take it off the screen at once."""
         if self.mode == "intro":
             return (yield from self._stream_intro(user_text, items, notes, turn, log))
         return (yield from self._stream_full(user_text, items, notes, turn, log))
@@ -273,6 +282,8 @@ class LLMReplyWriter:
                     yield tail
                 return head + text + tail
             log.append(f"reply: LLM intro attempt {attempt + 1} failed the check ({'; '.join(problems[:3])}): {text[:80]!r}")
+            if attempt == 0:
+                yield RETRACT
         log.append("reply: used the template")
         return template_reply(items, notes, turn)
 
@@ -315,5 +326,7 @@ class LLMReplyWriter:
                 log.append(f"reply: LLM attempt {attempt + 1} passed the title check")
                 return text
             log.append(f"reply: LLM attempt {attempt + 1} failed the check ({'; '.join(problems[:3])})")
+            if attempt == 0:
+                yield RETRACT
         log.append("reply: used the template")
         return template_reply(items, notes, turn)

@@ -2,7 +2,8 @@
 
 Input: a message string, or ``{"text": ..., "state": <DialogState.to_dict()> | None, "user_id": int | None}``.
 Output: ``{"reply", "action", "suggestions" (list of dicts), "state" (dict), "notice"}``; ``stream``
-yields ``{"chunk": text}`` pieces as the reply is written, then the output dict. A conversation is
+yields ``{"chunk": text}`` pieces as the reply is written (``{"retract": True}`` when the text streamed so
+far is withdrawn because its draft failed the title check), then the output dict. A conversation is
 carried by passing the returned ``state`` back in.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Iterator, Optional
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from dialog.manager import DialogManager, Turn
+from dialog.reply import Retract
 from dialog.state import DialogState
 
 
@@ -43,7 +45,10 @@ class RecommenderRunnable(Runnable):
     def stream(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[dict]:
         state, text = self._parse(input)
         for part in self.manager.stream(state, text):
-            yield self._output(part) if isinstance(part, Turn) else {"chunk": part}
+            if isinstance(part, Turn):
+                yield self._output(part)
+            else:
+                yield {"retract": True} if isinstance(part, Retract) else {"chunk": part}
 
     def batch(self, inputs: list, config=None, *, return_exceptions: bool = False, **kwargs: Any) -> list:
         # One manager holds per-turn caches, so a batch runs its inputs one after another.

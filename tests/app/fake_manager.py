@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from dialog.manager import Suggestion, TraceEntry, Turn
+from dialog.reply import RETRACT
 from dialog.state import DialogState
 
 
@@ -55,6 +56,9 @@ class FakeManager:
 
     def stream(self, state: DialogState, text: str):
         turn = self.respond(state, text)
+        if "draft" in text:      # a streamed draft that fails its check and is withdrawn
+            yield "Try Casablanca! "
+            yield RETRACT
         for word in turn.reply.split(" "):
             if self.delay:
                 time.sleep(self.delay)

@@ -44,6 +44,15 @@ def test_send_streams_then_shows_reply_cards_and_state(fake_manager, tmp_path):
     assert store.counts() == {"conversations": 1, "turns": 1, "feedback": 0}
 
 
+def test_a_withdrawn_draft_leaves_the_screen_at_once(fake_manager):
+    fake_manager.delay = 0
+    steps = list(ChatApp(fake_manager).send("a draft please", [], None))
+    shown = [step[1][-1]["content"] for step in steps]
+    at = next(i for i, text in enumerate(shown) if "Casablanca" in text)
+    assert shown[at + 1] == "…"                                        # withdrawn before the real reply streams
+    assert "Casablanca" not in shown[-1] and "Here are some ideas" in shown[-1]
+
+
 def test_bad_input_keeps_the_page_usable(fake_manager):
     app = ChatApp(fake_manager)
     chat, session, cards, state, why, notice = _send(app, "   ")

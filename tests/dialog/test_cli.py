@@ -113,3 +113,19 @@ def test_runnable_invoke_stream_batch(resources):
     assert len(r.batch(["a comedy", "a war movie"])) == 2
     with pytest.raises(TypeError):
         r.invoke(42)
+
+
+def test_runnable_stream_passes_a_withdrawn_draft_on(resources):
+    from dialog.reply import RETRACT
+    manager = build_manager(resources, weights=RankerWeights.prior())
+    real = manager.stream
+
+    def stream(state, text):
+        yield "Try Casablanca! "
+        yield RETRACT
+        yield from real(state, text)
+
+    manager.stream = stream
+    parts = list(RecommenderRunnable(manager).stream("a comedy"))
+    assert parts[0] == {"chunk": "Try Casablanca! "} and parts[1] == {"retract": True}
+    assert "Casablanca" not in parts[-1]["reply"]

@@ -2,7 +2,7 @@
 streaming (what is streamed is the start of the final reply)."""
 from langchain_core.messages import AIMessageChunk
 
-from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, intro_request, template_reply
+from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, Retract, intro_request, template_reply
 from dialog.understand import TitleFinder
 
 ITEMS = [ReplyItem(9, "The Godfather: Part II", 1974, "crime saga"), ReplyItem(11, "Heat", 1995, "crime")]
@@ -75,6 +75,7 @@ def test_intro_writer_regenerates_then_falls_back(resources):
     chat = ScriptedChat(["Try Casablanca and The Matrix!", "Heat fans, these crime dramas are for you!"])
     pieces, reply, log = _run(LLMReplyWriter(chat, checker))
     assert "Casablanca" in "".join(pieces) and "Casablanca" not in reply    # the failed draft was replaced
+    assert isinstance(pieces[-1], Retract) and sum(isinstance(p, Retract) for p in pieces) == 1  # ... withdrawn
     assert reply.split("\n")[1] == "Heat fans, these crime dramas are for you!"
     assert "attempt 1 failed" in log[0] and "attempt 2 passed" in log[1]
 
