@@ -86,7 +86,8 @@ def _hardware() -> dict:
     import torch
     return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "load_average_at_start": ", ".join(f"{x:.1f}" for x in os.getloadavg())}
 
 
 def write_markdown(report: dict, path: Path) -> None:
@@ -95,7 +96,8 @@ def write_markdown(report: dict, path: Path) -> None:
              f"Simulator: **{report['simulator']}**; {report['n_users']} test users (seed {report['seed']}), "
              f"at most {report['max_turns']} turns, 5 movies shown per turn. Split: {run['split']}. "
              f"Hardware: {run['hardware']['cpu']} x{run['hardware']['cpu_count']} "
-             f"(torch threads {run['hardware']['torch_threads']}). Wall time {run['wall_s']:.0f} s. "
+             f"(torch threads {run['hardware']['torch_threads']}; load average at start "
+             f"{run['hardware'].get('load_average_at_start', '?')}). Wall time {run['wall_s']:.0f} s. "
              f"Created {run['created']}.", "",
              "| system | users | success@1 | success@3 | success@5 (95% CI) | recall@10 | ndcg@10 | avg turns | leaks | latency p50 / p95 (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -179,7 +181,7 @@ def main(argv=None) -> dict:
         p.error("llm_only, --simulator llm and --full-llm-replies need --llm")
     if ("full_ilm" in names) != bool(a.ilm):
         p.error("the full_ilm system and --ilm go together")
-    t0 = time.perf_counter()
+    t0, hw = time.perf_counter(), _hardware()
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     chat = None
     if a.llm:
@@ -243,7 +245,7 @@ def main(argv=None) -> dict:
     if isinstance(sim, LLMSimulator):
         notes.append(f"LLM simulator: {a.llm}; {sim.calls} new generations this run, cache {sim.cache_path}.")
     report["run"] = {"split": f"{res.split.name} (target = each user's last movie rated >= 4)",
-                     "artifacts": str(Path(a.artifacts) / a.dataset), "llm": a.llm, "hardware": _hardware(),
+                     "artifacts": str(Path(a.artifacts) / a.dataset), "llm": a.llm, "hardware": hw,
                      "wall_s": round(time.perf_counter() - t0, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                      "command": "python -m dialog.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
                      "notes": notes}
