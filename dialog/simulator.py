@@ -16,9 +16,11 @@ How a conversation goes (template tier, deterministic given the seed):
     known the movie is;
   * a clarifying question is answered with the next hint.
 The terse variant of the template tier (``TerseSimulator``) says much less, so rankers can be told
-apart where the template tier's hints make the task easy: it opens with the genres only, and later
-turns give only the reasons for rejecting what was shown (and genres and decade when asked), no new
-hints; what is left to find the movie is the person's history and the reasons.
+apart where the template tier's hints make the task easy: it opens with one genre only (the most
+telling of the target's; the full genre set alone puts the target in SASRec's top 25 within those
+genres for 73% of test users), and later turns give only the reasons for rejecting what was shown
+(and genres and decade when asked), no new hints; what is left to find the movie is the person's
+history and the reasons.
 The LLM tier (``LLMSimulator``) paraphrases the template message with the local LLM, seeded, with
 responses cached by prompt hash so reruns replay exactly; a paraphrase that leaks or drops the
 content falls back to the template message.
@@ -286,7 +288,7 @@ class TemplateSimulator:
 
 
 class TerseSimulator(TemplateSimulator):
-    """The template tier with no volunteered hints: genres to open, then only rejection reasons."""
+    """The template tier with no volunteered hints: one genre to open, then only rejection reasons."""
 
     name = "terse"
 
@@ -294,10 +296,10 @@ class TerseSimulator(TemplateSimulator):
         return []
 
     def opening(self, p: Persona) -> SimMessage:
-        genres = self.facts.genres(p.target)
+        genres = self.facts.genres(p.target, n=1)
         rng = self._rng(p, 0)
         ask = ["I'm looking for", "Can you recommend", "I'd like", "I want to watch"][int(rng.integers(4))]
-        what = " ".join(g.lower() for g in genres) or "good"
+        what = genres[0].lower() if genres else "good"
         article = "an" if what[0] in "aeiou" else "a"
         return SimMessage(f"{ask} {article} {what} movie.")
 
