@@ -12,10 +12,11 @@ class ScriptedChat:
     """Returns the given replies in turn, like a chat model's ``invoke``."""
 
     def __init__(self, replies):
-        self.replies = list(replies)
+        self.replies, self.seen = list(replies), []
 
     def invoke(self, messages, **kw):
         from langchain_core.messages import AIMessage
+        self.seen.append(messages)
         return AIMessage(self.replies.pop(0))
 
 
@@ -24,9 +25,12 @@ def finder(resources):
     return TitleFinder(resources.titles)
 
 
-def test_the_shipped_gold_set_loads_and_labels_only_known_fields():
+def test_the_shipped_gold_sets_load_and_label_only_known_fields():
     cases = load_gold(GOLD)
     assert len(cases) >= 40
+    dev = load_gold(GOLD.with_name("understanding_dev.jsonl"))
+    assert not {c["text"] for c in dev} & {c["text"] for c in cases}       # prompt work never sees the 40
+    cases = cases + dev
     keys = {"text", "last", "include", "exclude", "year_min", "year_max", "liked", "disliked", "seen",
             "like_refs", "dislike_refs", "seen_refs", "explain", "kids"}
     for c in cases:
@@ -70,3 +74,16 @@ def test_run_compares_rules_and_an_llm_path(finder, resources):
     # what the LLM said is kept, case by case, for reading the errors
     assert [len(log) for log in out["llm"]["logs"]] == [2, 2] and out["rules"]["logs"] == [[], []]
     assert "Comedy" in out["llm"]["logs"][0][0] and out["llm"]["logs"][0][1].endswith("JSON accepted")
+
+
+def test_the_extraction_prompt_keeps_its_system_text_fixed(finder, resources):
+    """The system text must not change from turn to turn, or its cached keys/values go unused."""
+    chat = ScriptedChat(['{"refer_to": [{"position": 2, "feedback": "like"}]}', '{}'])
+    und = LLMUnderstander(chat, finder, resources.catalog.genres)
+    u, _ = und.understand("the second one please", ["Heat", "Jaws"])
+    und.understand("a comedy", [])
+    assert u.like_refs == [1]
+    (sys1, user1), (sys2, user2) = chat.seen
+    assert sys1.content == sys2.content and "Heat" not in sys1.content
+    assert user1.content == "Last suggestions: 1. Heat; 2. Jaws\nMessage: the second one please"
+    assert user2.content.startswith("Last suggestions: none\n")
