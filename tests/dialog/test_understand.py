@@ -48,6 +48,25 @@ def test_titles_lists_and_kinds(finder, fixture_catalog):
     assert titles(parse(finder, fixture_catalog, "i loved the matrix"), fixture_catalog) == [("liked", "The Matrix")]
 
 
+def test_a_verdict_after_the_title_sets_its_kind(finder, fixture_catalog):
+    assert titles(parse(finder, fixture_catalog, "Jaws was boring to me."), fixture_catalog) == [("disliked", "Jaws")]
+    assert titles(parse(finder, fixture_catalog, "Inception blew my mind. More like that?"),
+                  fixture_catalog) == [("liked", "Inception")]      # one word opening the message, judged
+    assert titles(parse(finder, fixture_catalog, "Scream is a bit too silly for me"), fixture_catalog) == [
+        ("disliked", "Scream")]
+    assert titles(parse(finder, fixture_catalog, "The Godfather was great"), fixture_catalog) == [("liked", "The Godfather")]
+    assert parse(finder, fixture_catalog, "Comedy is fun").titles == []   # not a title
+
+
+def test_each_suggestion_reference_reads_its_own_words(finder, fixture_catalog):
+    u = parse(finder, fixture_catalog, "I've watched the first one, and I liked the third one a lot.", 3)
+    assert u.seen_refs == [0] and u.like_refs == [2]
+    u = parse(finder, fixture_catalog, "Nope, the third one isn't my thing.", 3)
+    assert u.dislike_refs == [2] and not u.like_refs
+    u = parse(finder, fixture_catalog, "What's so good about the second one?", 3)
+    assert u.explain_refs == [1] and u.wants_explanation and not u.like_refs
+
+
 def test_unknown_and_ambiguous_titles(finder, fixture_catalog):
     u = parse(finder, fixture_catalog, "I loved Oppenheimer")
     assert u.unknown_titles == ["Oppenheimer"] and "Oppenheimer" in u.query_text
