@@ -700,7 +700,7 @@ EXTRACTION_PROMPT = """You turn one message from a person asking for movie sugge
 "liked_titles": movies they name and say they liked or want more like;
 "disliked_titles": movies they name and say they did not like;
 "seen_titles": movies they name and say they have already seen;
-"include_genres": genres the message itself asks for; "exclude_genres": genres it rules out ("no horror", "nothing animated"); each one of: {genres}; never guess genres from a title;
+"include_genres": genres the message itself asks for; "exclude_genres": genres the message says no to; both are lists of genre names, each one of: {genres}; never guess genres from a title;
 "year_min", "year_max": the release years they ask for, as integers ("the 90s" is 1990 and 1999), else null;
 "moods": mood or theme words they use;
 "audience": "children" if the movie is for kids, else null;
