@@ -316,7 +316,26 @@ def load_llm(spec: str | None = None, quantize: str = "nf4",
         _save_stamped(model, tokenizer, nf4_dir, SOURCES[spec], {})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    pack_head_input(model)
     return freeze(model), tokenizer
+
+
+def _packed(module, args):
+    x = args[0]
+    if x.dim() == 3 and x.stride(0) != x.shape[1] * x.shape[2]:
+        return (x.clone(memory_format=torch.contiguous_format),) + tuple(args[1:])
+    return None
+
+
+def pack_head_input(model) -> None:
+    """Give the output layer inputs with packed strides. Generation feeds it the last position's
+    hidden state, a slice of the prompt's (batch stride = prompt length x width); on CPU a bf16
+    ``linear`` with such an input takes a slow path: 1.2 s instead of 0.02 s for Qwen2.5-1.5B's
+    151,936-word head on 2 cores, which was most of the time to the first streamed token."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_ilmrec_packed", False):
+        head.register_forward_pre_hook(_packed)
+        head._ilmrec_packed = True
 
 
 TINY_WORDS = ("a an the and or but not of to in on with for from by is it this that i you me my "

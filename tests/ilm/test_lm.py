@@ -133,3 +133,21 @@ def test_smollm2_nf4_loads_splices_and_generates(tmp_path):
     out.loss.backward()
     assert torch.isfinite(out.loss) and ilm.adapter.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_output_layer_gets_packed_inputs():
+    from ilm.lm import pack_head_input, tiny_lm
+
+    model, tok = tiny_lm()
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_hook(lambda m, args, out: seen.append(args[0].stride()))
+    hidden = torch.randn(1, 7, head.in_features)
+    last = hidden[:, -1:, :]                       # what generation hands the head: a slice
+    before = head(last)
+    pack_head_input(model)
+    pack_head_input(model)                         # once only
+    after = head(last)
+    assert seen[0] == (7 * head.in_features, head.in_features, 1)
+    assert seen[1] == (head.in_features, head.in_features, 1)
+    assert torch.equal(before, after) and len(head._forward_pre_hooks) == 1
