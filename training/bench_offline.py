@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -27,15 +26,22 @@ import torch
 
 from retrieval.bpr import BPR, BPRConfig
 from retrieval.catalog import build_catalog
-from retrieval.data import DATASETS, load_dataset
+from retrieval.cli import TIMED_DATASETS, add_data_args
+from retrieval.data import load_dataset
 from retrieval.embeddings import save_embeddings
-from retrieval.index import bench_ann, bench_exact
+from retrieval.eval.ann import bench_ann, bench_exact
+from retrieval.eval.report import Run, run_line, write_report
 from retrieval.metrics import evaluate
 from retrieval.pop import Popularity
 from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import leave_one_out
 from retrieval.text_encoder import item_text_embeddings
-from retrieval.text_rec import HybridConfig, HybridRecommender, TextRecConfig, TextRecommender
+from retrieval.text_rec import (
+    HybridConfig,
+    HybridRecommender,
+    TextRecConfig,
+    TextRecommender,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
@@ -74,21 +80,6 @@ def load_config(name: str, seed: int | None = None) -> BenchConfig:
     return cfg
 
 
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); {'CUDA' if torch.cuda.is_available() else 'CPU only'}; "
-            f"load average at start {load}")
-
-
 def _round(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
@@ -106,8 +97,8 @@ def _select(name: str, make, grid, split, log) -> tuple:
 
 
 def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = None,
-        data_dir=None, cache_dir: Path | None = None, log=print) -> dict:
-    t_start = time.perf_counter()
+        data_dir=None, cache_dir: Path | None = None, log=print, meta: Run | None = None) -> dict:
+    meta = meta or Run(command=f"training.bench_offline.run({dataset!r})")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     raw = load_dataset(dataset, data_dir)
@@ -164,16 +155,14 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
 
     report = {
         "dataset": dataset, "protocol": PROTOCOL, "split": split.name, "seed": cfg.seed,
-        "hardware": hardware(), "wall_s": round(time.perf_counter() - t_start, 1),
         "n_users": split.n_users, "n_items": split.n_items,
         "description_coverage": round(catalog.description_coverage(), 4),
         "config": {"bpr": asdict(cfg.bpr), "sasrec": asdict(cfg.sasrec)},
-        "selection": choices, "models": report_models, "speed": speed,
+        "selection": choices, "models": report_models, "speed": speed, "loss_curves": curves,
+        "run": meta.finish(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"offline_{dataset}.json").write_text(json.dumps(report, indent=2))
-    (out_dir / f"offline_{dataset}.md").write_text(markdown(report))
-    plot_curves(curves, out_dir / f"offline_{dataset}_loss.png", dataset)
+    write_report(out_dir, f"offline_{dataset}", report, markdown)
+    plot_curves(curves, Path(out_dir) / f"offline_{dataset}_loss.png", dataset)
     return report
 
 
@@ -184,8 +173,7 @@ def markdown(report: dict) -> str:
     lines = [f"# Offline next-item benchmark: {report['dataset']}", "",
              f"- protocol: {report['protocol']}",
              f"- users: {report['n_users']}, items: {report['n_items']}, seed: {report['seed']}",
-             f"- hardware: {report['hardware']}",
-             f"- wall time: {report['wall_s']} s", "",
+             f"- {run_line(report['run'])}", "",
              "Test split (chosen on validation; valid NDCG@10 in the last column):", "",
              "| model | " + " | ".join(METRICS) + " | train s | valid ndcg@10 |",
              "|---" * (len(METRICS) + 3) + "|"]
@@ -228,16 +216,15 @@ def plot_curves(curves: dict, path: Path, dataset: str) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.bench_offline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="ml-100k", choices=[d for d in DATASETS if d != "ml-1m"],
-                   help="data set with timestamps (ml-1m has none here)")
+    add_data_args(p, reports=True, datasets=TIMED_DATASETS)
     p.add_argument("--config", default="default", help="training/configs/offline_<name>.json (default, smoke)")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="where the report goes")
-    p.add_argument("--artifacts", type=Path, default=None, help="save model embeddings under DIR/<dataset>/")
-    p.add_argument("--data-dir", default=None, help="data root (default $ILMREC_DATA_DIR or ../shared/data)")
+    p.add_argument("--save-embeddings", type=Path, default=None, metavar="DIR",
+                   help="save every model's embeddings under DIR/<dataset>/embeddings")
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
-    report = run(a.dataset, load_config(a.config, a.seed), a.out, a.artifacts, a.data_dir)
+    meta = Run.for_module("training.bench_offline", argv)
+    report = run(a.dataset, load_config(a.config, a.seed), a.out, a.save_embeddings, a.data_dir, meta=meta)
     print(markdown(report))
 
 

@@ -1,6 +1,6 @@
 """Build the artefacts the recommender loads: CF model, text embeddings, faiss indexes.
 
-    python -m training.build --dataset ml-latest-small --out artifacts [--config default|smoke]
+    python -m training.build --dataset ml-latest-small --artifacts artifacts [--config default|smoke]
 
 Skips the work when valid artefacts already exist (``--force`` rebuilds).
 """
@@ -11,29 +11,27 @@ import os
 
 import torch
 
-from retrieval.data import DATASETS, DEFAULT_DATASET
+from retrieval.cli import add_data_args
 from retrieval.resources import CONFIGS, ArtifactError, build_resources, load_resources
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS)
-    p.add_argument("--out", default="artifacts", help="artefact root (default: artifacts)")
+    add_data_args(p)
     p.add_argument("--config", default="default", choices=sorted(CONFIGS))
-    p.add_argument("--data-dir", default=None, help="data root (default $ILMREC_DATA_DIR or ../shared/data)")
     p.add_argument("--force", action="store_true", help="rebuild even if valid artefacts exist")
     a = p.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     if not a.force:
         try:
-            res = load_resources(a.dataset, a.out, a.data_dir)
-            print(f"[build] artefacts for {a.dataset} in {a.out} are present and valid "
+            res = load_resources(a.dataset, a.artifacts, a.data_dir)
+            print(f"[build] artefacts for {a.dataset} in {a.artifacts} are present and valid "
                   f"(built {res.manifest.get('created')}); --force rebuilds")
             return
         except ArtifactError as e:
             print(f"[build] {e}; building")
-    build_resources(a.dataset, a.out, a.config, a.data_dir)
+    build_resources(a.dataset, a.artifacts, a.config, a.data_dir)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import json
 import re
 from pathlib import Path
 
+from retrieval.eval.report import hardware_line, md_table
+
 START, END = "<!-- offline-table:start -->", "<!-- offline-table:end -->"
 SIM_START, SIM_END = "<!-- sim-table:start -->", "<!-- sim-table:end -->"
 ILM_START, ILM_END = "<!-- ilm-table:start -->", "<!-- ilm-table:end -->"
@@ -17,15 +19,22 @@ SIM_METRICS = ("success@1", "success@3", "success@5", "recall@10", "ndcg@10", "a
 METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
 
 
+def _run_of(r: dict) -> tuple[str, object]:
+    """(hardware line, wall seconds) of a report in the current shape ("run") or an older one."""
+    run = r.get("run", {})
+    return hardware_line(run.get("hardware", r.get("hardware", ""))), run.get("wall_s", r.get("wall_s", "?"))
+
+
 def offline_table(reports: Path) -> str:
     lines = []
     for path in sorted(reports.glob("offline_*.json")):
         r = json.loads(path.read_text())
+        hw, wall = _run_of(r)
         lines += [f"**{r['dataset']}** ({r['n_users']} users, {r['n_items']} items; seed {r['seed']}; "
-                  f"{r['hardware']}; wall time {r['wall_s']} s), test split, models chosen on validation:", "",
-                  "| model | " + " | ".join(METRICS) + " | train s |", "|---" * (len(METRICS) + 2) + "|"]
-        for name, m in r["models"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{m['test'][k]:.4f}" for k in METRICS) + f" | {m['train_s']} |")
+                  f"{hw}; wall time {wall} s), test split, models chosen on validation:", ""]
+        lines += md_table(["model", *METRICS, "train s"],
+                          [[name, *(f"{m['test'][k]:.4f}" for k in METRICS), m["train_s"]]
+                           for name, m in r["models"].items()])
         lines.append("")
     return "\n".join(lines) if lines else "_no offline report yet: run `make bench`_\n"
 
@@ -37,17 +46,16 @@ def sim_table(reports: Path) -> str:
         if "systems" not in r:
             continue
         run = r.get("run", {})
-        hw = run.get("hardware", "")
-        if isinstance(hw, dict):
-            hw = ", ".join(f"{k} {v}" for k, v in hw.items() if v is not None)
+        hw, wall = _run_of(r)
         lines += [f"**{r['dataset']}**, {r['simulator']} simulator, {r['n_users']} test users, at most "
                   f"{r['max_turns']} turns, seed {r['seed']} ({hw}; wall time "
-                  f"{run.get('wall_s', '?')} s); 95% bootstrap interval of success@5 in brackets:", "",
-                  "| system | users | " + " | ".join(SIM_METRICS) + " | leaks |", "|---" * (len(SIM_METRICS) + 3) + "|"]
+                  f"{wall} s); 95% bootstrap interval of success@5 in brackets:", ""]
+        rows = []
         for name, m in r["systems"].items():
             lo, hi = m["ci95"]["success@5"]
             cells = [f"{m[k]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if k == "success@5" else "") for k in SIM_METRICS]
-            lines.append(f"| {name} | {m.get('n_users', r['n_users'])} | " + " | ".join(cells) + f" | {m['leaks']} |")
+            rows.append([name, m.get("n_users", r["n_users"]), *cells, m["leaks"]])
+        lines += md_table(["system", "users", *SIM_METRICS, "leaks"], rows)
         lines.append("")
         lines += [f"- {note}" for note in run.get("notes", [])] + [""] if run.get("notes") else []
     return "\n".join(lines) if lines else "_no simulator report yet: run `make eval`_\n"
@@ -61,12 +69,13 @@ def ilm_table(reports: Path) -> str:
             continue
         m, s1, d, g = r["models"], r["stage1"], r["description"], r["genre_pref"]["methods"]
         steps = ", ".join(f"{k} {v['steps']}" for k, v in r["stage2"].items())
+        hw, wall = _run_of(r)
         lines += [f"**{r['dataset']}**, LLM {r['llm']['name']} ({r['llm']['quantize']}), config `{r['config_name']}`, "
-                  f"seed {r['seed']}, {m['sasrec']['test']['n_users']} sampled test users ({r['hardware']}; "
-                  f"wall time {r['wall_s']} s; stage-2 steps: {steps}):", "",
-                  "| next item | valid NDCG@10 | test NDCG@10 | test HR@10 |", "|---|---|---|---|"]
-        for name, v in m.items():
-            lines.append(f"| {name} | {v['valid']['ndcg@10']:.4f} | {v['test']['ndcg@10']:.4f} | {v['test']['hr@10']:.4f} |")
+                  f"seed {r['seed']}, {m['sasrec']['test']['n_users']} sampled test users ({hw}; "
+                  f"wall time {wall} s; stage-2 steps: {steps}):", ""]
+        lines += md_table(["next item", "valid NDCG@10", "test NDCG@10", "test HR@10"],
+                          [[name, f"{v['valid']['ndcg@10']:.4f}", f"{v['test']['ndcg@10']:.4f}",
+                            f"{v['test']['hr@10']:.4f}"] for name, v in m.items()])
         ab = s1["ablations"]
         lines += ["", f"Stage 1, held-out items ({s1['heldout_items']}; chance R@10 {s1['chance_recall@10']}): "
                   + "; ".join(f"{k} item->text R@10 {v['item2text_recall@10']}, text->item R@10 {v['text2item_recall@10']}"

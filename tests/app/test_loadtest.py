@@ -1,7 +1,7 @@
 """The load test's cross-talk checks catch cross-talk (the load test itself runs outside `make test`)."""
 from __future__ import annotations
 
-from app.loadtest import check_store, check_turn, pct, script, year_of
+from app.eval.loadtest import check_store, check_turn, pct, script, year_of
 from app.store import Store
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dialog.bench_understanding import FIELDS, GOLD, gold_fields, load_gold, predicted_fields, run, score
+from dialog.eval.bench_understanding import FIELDS, GOLD, gold_fields, load_gold, predicted_fields, run, score
 from dialog.understand import LLMUnderstander, TitleFinder, parse_message
 
 

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 import retrieval.resources
-from dialog import batch, evaluate, fit_ranker
-from dialog.evaluate import bootstrap_ci, conversation_metrics
+from dialog import batch
+from dialog.eval import evaluate, fit_ranker
+from dialog.eval.evaluate import bootstrap_ci, conversation_metrics
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
 from dialog.runnable import RecommenderRunnable
-from dialog.simulator import Conversation
+from dialog.eval.simulator import Conversation
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_metrics_on_hand_made_conversations():
 
 
 def test_evaluate_help():
-    out = subprocess.run([sys.executable, "-m", "dialog.evaluate", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "dialog.eval.evaluate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--n-users" in out.stdout and "success" in out.stdout
 
 
@@ -76,9 +77,9 @@ def test_fit_ranker_never_uses_test_users(fake_load, resources, tmp_path, monkey
 
     monkeypatch.setattr(fit_ranker, "simulate", spy)
     out = tmp_path / "w.json"
-    fit_ranker.main(["--n-test", "4", "--n-fit", "5", "--n-val", "2", "--rounds", "1", "--out", str(out),
+    fit_ranker.main(["--n-test", "4", "--n-fit", "5", "--n-val", "2", "--rounds", "1", "--weights-out", str(out),
                      "--no-progress"])
-    from dialog.simulator import sample_users
+    from dialog.eval.simulator import sample_users
     assert not set(seen_users) & set(sample_users(resources.split, 4, 0))
     w = RankerWeights.load(out)
     assert w.meta["fitted"] and w.meta["n_fit_users"] == 5

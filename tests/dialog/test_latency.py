@@ -3,7 +3,7 @@ from tests.dialog.test_reply import ScriptedChat
 
 
 def test_latency_times_a_replaced_draft_at_the_complete_reply(resources):
-    from dialog.latency import time_turn
+    from dialog.eval.latency import time_turn
     from dialog.manager import build_manager
     from dialog.ranker import RankerWeights
     good = build_manager(resources, weights=RankerWeights.prior(), chat=ScriptedChat(["Some crime picks for you!"]))

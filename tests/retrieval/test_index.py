@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.index import (ItemIndex, bench_ann, bench_exact, build_index, load_index,
-                             load_index_meta, save_index, search)
+from retrieval.index import ItemIndex, build_index, load_index, load_index_meta, save_index, search
 
 D = 16
 # (movielens id, title, year, genres): made up for the tests, not copied from MovieLens.
@@ -257,15 +256,6 @@ def test_approximate_recall_is_high_on_small_random_data(kind, kw):
     _, found = search(build_index(x, kind, **kw), q, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
     assert recall >= 0.9, recall
-
-
-def test_benchmarks_report_latency_and_recall():
-    x = unit(np.random.default_rng(9), 1000, 32)
-    ex = bench_exact(x, n_queries=20)
-    assert ex["n"] == 1000 and ex["d"] == 32 and 0 < ex["p50_ms"] <= ex["p95_ms"]
-    ann = bench_ann(n=2000, d=16, n_queries=20)
-    assert ann["n"] == 2000 and ann["build_s"] > 0 and ann["p50_ms"] > 0
-    assert ann["recall_at_10"] >= 0.9
 
 
 def test_works_on_a_built_catalog(fixture_catalog):

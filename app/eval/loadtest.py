@@ -1,7 +1,7 @@
 """Load test of the chat page (not part of ``make test``): N simulated people chat at once through
 ``gradio_client`` against a local server, T turns each; writes ``reports/load.md``.
 
-  python -m app.loadtest [--people 20] [--turns 5] [--dataset ml-latest-small] [--artifacts artifacts]
+  python -m app.eval.loadtest [--people 20] [--turns 5] [--dataset ml-latest-small] [--artifacts artifacts]
                          [--llm SPEC | --small] [--url http://127.0.0.1:7860] [--out reports/load.md]
 
 Without ``--url`` it starts ``python -m app.main`` on a free port with a fresh SQLite file and stops
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import socket
 import sqlite3
@@ -27,6 +26,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from retrieval.cli import add_data_args
+from retrieval.eval.report import Run, run_line, write_report
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -150,21 +152,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m app.loadtest", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m app.eval.loadtest", description=__doc__.split("\n")[0])
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--turns", type=int, default=5)
     ap.add_argument("--url", default=None, help="an already running server (default: start one)")
-    ap.add_argument("--dataset", default="ml-latest-small")
-    ap.add_argument("--artifacts", default="artifacts")
-    ap.add_argument("--data-dir", default=None)
+    add_data_args(ap, reports=True)
     llm = ap.add_mutually_exclusive_group()
     llm.add_argument("--llm", default=None)
     llm.add_argument("--small", action="store_true")
     ap.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
     ap.add_argument("--ready-timeout", type=float, default=600)
-    ap.add_argument("--out", default="reports/load.md", type=Path)
     ap.add_argument("--note", default="", help="a sentence about this run to put in the report")
     args = ap.parse_args(argv)
+    meta = Run.for_module("app.eval.loadtest", argv)
 
     proc, db, log_path = None, None, None
     url = args.url
@@ -215,16 +215,18 @@ def main(argv=None) -> int:
     manifest = Path(args.artifacts) / args.dataset / "manifest.json"
     built = (json.loads(manifest.read_text()).get("config", "?") if manifest.is_file() and not args.url else "?")
     expected = args.people * args.turns
+    report = {"dataset": args.dataset, "people": args.people, "turns": args.turns, "llm": llm_used,
+              "server_concurrency": args.concurrency, "turns_done": results["turns_done"], "expected": expected,
+              "errors": results["errors"], "problems": results["problems"],
+              "latency_p50_s": pct(lat, 0.5), "latency_p95_s": pct(lat, 0.95),
+              "latency_max_s": max(lat) if lat else None, "wall_s": round(wall, 1),
+              "throughput_turns_s": round(results["turns_done"] / wall, 3), "run": meta.finish()}
     lines = [
         "# Load test: concurrent people on the chat page",
         "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M')}; command: `python -m app.loadtest "
-        f"{' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- {run_line(report['run'])}",
         f"- Server: {'started by the script' if proc else args.url}; dataset {args.dataset}, artefacts "
         f"`{args.artifacts}` (built with config `{built}`); LLM: {llm_used}; server concurrency {args.concurrency} turns at once",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible "
-        f"(load average 1/5/15 min when the report was written, this run included: "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}), Python {platform.python_version()}",
         f"- Clients: {args.people} simulated people, {args.turns} turns each, all at once, through `gradio_client`",
     ] + ([f"- Note: {args.note}"] if args.note else []) + [
         "",
@@ -249,10 +251,9 @@ def main(argv=None) -> int:
     for title, items in (("Errors", results["errors"]), ("Cross-talk problems", results["problems"])):
         if items:
             lines += ["", f"## {title} (first 20)", ""] + [f"- {e}" for e in items[:20]]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines[7:17]))
-    print(f"[load] wrote {args.out}")
+    paths = write_report(args.out, "load", report, "\n".join(lines))
+    print("\n".join(lines[6:16]))
+    print(f"[load] wrote {paths['md']}")
     return 0 if not results["errors"] and not results["problems"] else 1
 
 

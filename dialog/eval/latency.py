@@ -1,6 +1,6 @@
 """Per-turn latency of the full system with the LLM writing (and optionally understanding) replies.
 
-    python -m dialog.latency --llm qwen2.5-coder-1.5b --n-users 8 --turns 2
+    python -m dialog.eval.latency --llm qwen2.5-coder-1.5b --n-users 8 --turns 2
 
 Runs simulated conversations (template simulator, the evaluation's test users) through the
 manager's ``stream`` and times, per turn: the pipeline (everything except LLM generation:
@@ -15,12 +15,12 @@ numbers a lot. Writes ``reports/sim_latency_<dataset>_<mode>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
+
+from retrieval.cli import add_data_args
+from retrieval.eval.report import Run, run_line, write_report
 
 
 def pct(xs, q):
@@ -55,11 +55,9 @@ def time_turn(mgr, state, text: str):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m dialog.latency", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m dialog.eval.latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="ml-latest-small")
-    p.add_argument("--artifacts", default="artifacts")
-    p.add_argument("--data-dir", default=None)
+    add_data_args(p, reports=True)
     p.add_argument("--llm", default="qwen2.5-coder-1.5b")
     p.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
     p.add_argument("--n-users", type=int, default=8)
@@ -68,18 +66,18 @@ def main(argv=None) -> dict:
     p.add_argument("--reply-mode", default="intro", choices=("intro", "full"))
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: 24 (intro) / 150 (full)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="reports")
     a = p.parse_args(argv)
-    import torch
-
-    from dialog.evaluate import _hardware
+    from dialog.eval.simulator import (
+        TargetFacts,
+        TemplateSimulator,
+        personas,
+        sample_users,
+    )
     from dialog.llm import LocalChatModel
     from dialog.manager import build_manager
-    from dialog.simulator import TargetFacts, TemplateSimulator, personas, sample_users
     from retrieval.resources import load_resources
 
-    t0 = time.perf_counter()
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    run = Run.for_module("dialog.eval.latency", argv)
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     t_load = time.perf_counter()
     chat = LocalChatModel.load(a.llm, quantize=a.quantize)
@@ -106,7 +104,6 @@ def main(argv=None) -> dict:
             if person.target in shown:
                 break
             msg = sim.react(person, turn, shown, final.action == "ask")
-    load_after = [round(x, 2) for x in os.getloadavg()]
     pipe = [r["pipeline_s"] for r in rows]
     first = [r["first_token_s"] for r in rows]
     total = [r["total_s"] for r in rows]
@@ -118,27 +115,20 @@ def main(argv=None) -> dict:
               "reply_mode": a.reply_mode, "n_users": len(people), "n_turns": len(rows),
               "max_new_tokens": mgr.reply_writer.max_new_tokens, "seed": a.seed,
               "llm_load_s": round(load_s, 1), "warm_up_s": warm_up_s,
-              "load_average_before": load_before, "load_average_after": load_after,
               "cpu_s_per_wall_s": cpu_share,
               "pipeline_p50_s": pct(pipe, 50), "pipeline_p95_s": pct(pipe, 95),
               "first_token_p50_s": pct(first, 50), "first_token_p95_s": pct(first, 95),
               "total_p50_s": pct(total, 50), "total_p95_s": pct(total, 95),
               "llm_turns": len(llm_rows), "llm_replies_passing_first_try": first_ok,
-              "llm_replies_passing_check": llm_ok, "turns": rows,
-              "hardware": _hardware(), "torch_threads": torch.get_num_threads(),
-              "wall_s": round(time.perf_counter() - t0, 1), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+              "llm_replies_passing_check": llm_ok, "turns": rows, "run": run.finish()}
+    meta = report["run"]
     stem = f"sim_latency_{a.dataset}_{a.reply_mode}" + ("_llmu" if a.llm_understanding else "")
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     md = [f"# Per-turn latency with the LLM: {a.dataset}", "",
           f"LLM {a.llm} ({a.quantize}), reply mode {a.reply_mode}, LLM understanding "
           f"{'on' if a.llm_understanding else 'off (rules)'}, reply budget {mgr.reply_writer.max_new_tokens} new tokens; {len(rows)} turns of {len(people)} simulated test users "
-          f"(seed {a.seed}). Hardware: {report['hardware']['cpu']} x{report['hardware']['cpu_count']}, "
-          f"torch threads {report['torch_threads']}. LLM load {report['llm_load_s']} s, warm-up {warm_up_s} s. "
-          f"Wall {report['wall_s']} s.", "",
-          f"Load average (1, 5, 15 min) before: {', '.join(map(str, load_before))}; after: "
-          f"{', '.join(map(str, load_after))}. This process used {cpu_share} CPU-seconds per wall second "
+          f"(seed {a.seed}). LLM load {report['llm_load_s']} s, warm-up {warm_up_s} s.", "", run_line(meta), "",
+          f"Load average (1, 5, 15 min) at the end: {', '.join(map(str, meta['load_average_at_end']))}. "
+          f"This process used {cpu_share} CPU-seconds per wall second "
           f"during the turns (threads that spin-wait for a busy core count too).", "",
           "| measure | p50 (s) | p95 (s) |", "|---|---|---|",
           f"| pipeline (all but generation) | {report['pipeline_p50_s']} | {report['pipeline_p95_s']} |",
@@ -154,8 +144,7 @@ def main(argv=None) -> dict:
                  "passed, 2nd try" if "passed the" in r["reply_log"] else "no LLM")
         opening = r["reply"].split("\n")[0].replace("|", "/")
         md.append(f"| {r['user']} | {r['turn']} | {r['first_token_s']:.2f} | {r['total_s']:.2f} | {check} | {opening} |")
-    md.append("")
-    (out / f"{stem}.md").write_text("\n".join(md))
+    write_report(a.out, stem, report, "\n".join(md))
     print("\n".join(md))
     return report
 

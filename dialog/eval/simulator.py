@@ -376,7 +376,7 @@ class Conversation:
 
 def run_conversation(system, sim: TemplateSimulator, p: Persona, max_turns: int = 5, list_k: int = 5
                      ) -> Conversation:
-    """Play one conversation between ``system`` (``dialog.systems``) and the simulator."""
+    """Play one conversation between ``system`` (``dialog.eval.systems``) and the simulator."""
     conv = Conversation(p.user_id, p.target)
     state = system.start(p.user_id)
     msg = sim.opening(p)

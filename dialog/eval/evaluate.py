@@ -1,8 +1,8 @@
 """Scripted evaluation: simulated conversations against each system, with bootstrap CIs.
 
-    python -m dialog.evaluate --dataset ml-latest-small --artifacts artifacts --n-users 200
+    python -m dialog.eval.evaluate --dataset ml-latest-small --artifacts artifacts --n-users 200
 
-Per test user (a fixed, seeded sample of users with a held-out target; ``dialog.fit_ranker`` never
+Per test user (a fixed, seeded sample of users with a held-out target; ``dialog.eval.fit_ranker`` never
 uses them), the simulator talks to each system for at most ``--max-turns`` turns. Success at turn
 t = the target was in a shown list (top 5) by turn t. Writes ``reports/sim_<dataset>.json``,
 ``.md`` and ``.png`` (success against turn; ``sim_<simulator>_<dataset>.*`` for the terse and llm tiers). The JSON shape:
@@ -15,14 +15,13 @@ failure as max_turns + 1.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from retrieval.cli import add_data_args
+from retrieval.eval.report import Run, run_line, write_report
 
 SYSTEMS = ("popularity", "text", "llm_only", "full", "full_ilm")  # full_ilm: full + the dialog ILM (--ilm)
 METRICS = ("success@1", "success@3", "success@5", "recall@1", "recall@5", "recall@10", "ndcg@10", "avg_turns")
@@ -82,23 +81,12 @@ def segments(convs, facts, res) -> dict:
     return {k: {"n": len(v), "success@5": round(float(np.mean(v)), 4)} for k, v in sorted(out.items())}
 
 
-def _hardware() -> dict:
-    import torch
-    return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average_at_start": ", ".join(f"{x:.1f}" for x in os.getloadavg())}
-
-
-def write_markdown(report: dict, path: Path) -> None:
+def markdown(report: dict) -> str:
     run = report["run"]
     lines = [f"# Simulated conversations: {report['dataset']}", "",
              f"Simulator: **{report['simulator']}**; {report['n_users']} test users (seed {report['seed']}), "
-             f"at most {report['max_turns']} turns, 5 movies shown per turn. Split: {run['split']}. "
-             f"Hardware: {run['hardware']['cpu']} x{run['hardware']['cpu_count']} "
-             f"(torch threads {run['hardware']['torch_threads']}; load average at start "
-             f"{run['hardware'].get('load_average_at_start', '?')}). Wall time {run['wall_s']:.0f} s. "
-             f"Created {run['created']}.", "",
+             f"at most {report['max_turns']} turns, 5 movies shown per turn. Split: {run['split']}.", "",
+             run_line(run), "",
              "| system | users | success@1 | success@3 | success@5 (95% CI) | recall@10 | ndcg@10 | avg turns | leaks | latency p50 / p95 (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["systems"].items():
@@ -112,13 +100,10 @@ def write_markdown(report: dict, path: Path) -> None:
             for seg, v in segs.items():
                 lines.append(f"| {name} | {seg} | {v['n']} | {v['success@5']:.3f} |")
     lines += ["", "## How it was run", ""] + [f"- {n}" for n in run.get("notes", [])]
-    lines += ["", f"Command: `{run['command']}`", ""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
-def write_plot(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
+def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     turns = list(range(1, report["max_turns"] + 1))
@@ -137,11 +122,9 @@ def write_plot(report: dict, path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m dialog.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m dialog.eval.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="ml-latest-small")
-    p.add_argument("--artifacts", default="artifacts", help="artefact root written by `make build`")
-    p.add_argument("--data-dir", default=None)
+    add_data_args(p, reports=True)
     p.add_argument("--n-users", type=int, default=200, help="test users (default 200)")
     p.add_argument("--max-turns", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="user sample and simulator seed")
@@ -161,16 +144,28 @@ def main(argv=None) -> dict:
                    help="the dialog ILM (training.ilm_dialog), for the full_ilm system: the full system "
                         "with the ILM's score in its ranker (weights dialog/ranker_weights/<dataset>_ilm.json)")
     p.add_argument("--weights", default=None, help="ranker weights JSON (default: dialog/ranker_weights/<dataset>.json)")
-    p.add_argument("--out", default="reports")
     p.add_argument("--cache", default=None, help="LLM simulator response cache (default reports/sim_cache_<dataset>.json)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
 
     import sys
+
+    from dialog.eval.simulator import (
+        LLMSimulator,
+        TargetFacts,
+        TemplateSimulator,
+        TerseSimulator,
+        personas,
+        run_conversation,
+        sample_users,
+    )
+    from dialog.eval.systems import (
+        FullSystem,
+        LLMOnlySystem,
+        PopularitySystem,
+        TextSystem,
+    )
     from dialog.manager import build_manager
-    from dialog.simulator import (LLMSimulator, TargetFacts, TemplateSimulator, TerseSimulator, personas,
-                                  run_conversation, sample_users)
-    from dialog.systems import FullSystem, LLMOnlySystem, PopularitySystem, TextSystem
     from retrieval.resources import load_resources
 
     names = [s.strip() for s in a.systems.split(",") if s.strip()]
@@ -181,7 +176,7 @@ def main(argv=None) -> dict:
         p.error("llm_only, --simulator llm and --full-llm-replies need --llm")
     if ("full_ilm" in names) != bool(a.ilm):
         p.error("the full_ilm system and --ilm go together")
-    t0, hw = time.perf_counter(), _hardware()
+    run = Run.for_module("dialog.eval.evaluate", argv)
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     chat = None
     if a.llm:
@@ -200,10 +195,10 @@ def main(argv=None) -> dict:
     notes = [f"Artefacts: {Path(a.artifacts) / a.dataset} (resources config {man.get('config')!r}, built "
              f"{man.get('created')}; CF = SASRec {getattr(res.cf, 'config', None)})."]
     notes += [f"Test users: {len(people)} users with a held-out target, sampled with seed {a.seed} "
-             f"(`dialog.simulator.sample_users`); the ranker was fitted on other users only.",
+             f"(`dialog.eval.simulator.sample_users`); the ranker was fitted on other users only.",
              "Each simulated person is a returning user: every system knows (and never re-suggests) the "
              "history before the target; the full system also uses it for CF.",
-             f"Simulator: {sim.name} tier (see dialog/simulator.py for what it reveals, turn by turn)."]
+             f"Simulator: {sim.name} tier (see dialog/eval/simulator.py for what it reveals, turn by turn)."]
     systems = {}
     for name in names:
         if name == "popularity":
@@ -244,18 +239,11 @@ def main(argv=None) -> dict:
             sim.save_cache()
     if isinstance(sim, LLMSimulator):
         notes.append(f"LLM simulator: {a.llm}; {sim.calls} new generations this run, cache {sim.cache_path}.")
-    report["run"] = {"split": f"{res.split.name} (target = each user's last movie rated >= 4)",
-                     "artifacts": str(Path(a.artifacts) / a.dataset), "llm": a.llm, "hardware": hw,
-                     "wall_s": round(time.perf_counter() - t0, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "command": "python -m dialog.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
-                     "notes": notes}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / (f"sim_{a.dataset}" if a.simulator == "template" else f"sim_{a.simulator}_{a.dataset}")
-    Path(f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, Path(f"{stem}.md"))
-    write_plot(report, Path(f"{stem}.png"))
-    print(Path(f"{stem}.md").read_text())
+    report["run"] = run.finish(split=f"{res.split.name} (target = each user's last movie rated >= 4)",
+                               artifacts=str(Path(a.artifacts) / a.dataset), llm=a.llm, notes=notes)
+    stem = f"sim_{a.dataset}" if a.simulator == "template" else f"sim_{a.simulator}_{a.dataset}"
+    paths = write_report(a.out, stem, report, markdown, plot)
+    print(paths["md"].read_text())
     return report
 
 

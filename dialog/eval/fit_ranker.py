@@ -1,9 +1,9 @@
 """Fit the conversational ranker's weights on simulated conversations of training users.
 
-    python -m dialog.fit_ranker --dataset ml-latest-small --artifacts artifacts
+    python -m dialog.eval.fit_ranker --dataset ml-latest-small --artifacts artifacts
 
 Users, not items, are split: the evaluation's test users (``sample_users(split, n_test, seed)``,
-the same call ``dialog.evaluate`` makes) are removed first; the rest are split into fitting and
+the same call ``dialog.eval.evaluate`` makes) are removed first; the rest are split into fitting and
 validation users. Each round runs the template simulator against the manager with the current
 weights, records every rank call's candidate features and, where the target is among the
 candidates, the target's row; a conditional logit (``dialog.ranker.fit_weights``) is fitted on
@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from dialog.manager import build_manager
 from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights
-from dialog.simulator import TargetFacts, TemplateSimulator, personas, run_conversation, sample_users
-from dialog.systems import FullSystem
+from dialog.eval.simulator import TargetFacts, TemplateSimulator, personas, run_conversation, sample_users
+from dialog.eval.systems import FullSystem
+from retrieval.cli import add_data_args
 
 
 def simulate(manager, sim, people, max_turns, collect: list | None, desc: str, progress: bool) -> float:
@@ -43,12 +44,10 @@ def simulate(manager, sim, people, max_turns, collect: list | None, desc: str, p
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m dialog.fit_ranker", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dialog.eval.fit_ranker", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="ml-latest-small")
-    ap.add_argument("--artifacts", default="artifacts")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--n-test", type=int, default=200, help="test users held out (as dialog.evaluate samples them)")
+    add_data_args(ap)
+    ap.add_argument("--n-test", type=int, default=200, help="test users held out (as dialog.eval.evaluate samples them)")
     ap.add_argument("--n-fit", type=int, default=240, help="fitting users")
     ap.add_argument("--n-val", type=int, default=80, help="validation users (choose the round)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -57,7 +56,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ilm", default=None, metavar="CHECKPOINT",
                     help="fit with the dialog ILM's score (a training.ilm_dialog checkpoint)")
-    ap.add_argument("--out", default=None,
+    ap.add_argument("--weights-out", default=None,
                     help="weights JSON (default dialog/ranker_weights/<dataset>.json, <dataset>_ilm.json with --ilm)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -98,13 +97,13 @@ def main(argv=None):
         print(f"  fitted on {info['groups']} groups: loss {info['loss']:.3f}, train hit@5 {info['train_hit@5']:.3f}")
         weights = RankerWeights({f: float(x) for f, x in zip(FEATURES, w)}, {})
     val, weights = best
-    weights.meta = {"fitted": True, "source": f"dialog.fit_ranker on {a.dataset}" + (" with the dialog ILM" if a.ilm else ""),
+    weights.meta = {"fitted": True, "source": f"dialog.eval.fit_ranker on {a.dataset}" + (" with the dialog ILM" if a.ilm else ""),
                     "ilm_checkpoint": a.ilm, "model": "conditional logit, L2",
                     "l2": a.l2, "seed": a.seed, "n_fit_users": len(fit_people), "n_val_users": len(val_people),
                     "test_users_excluded": len(test_users), "val_success@5": round(val, 4),
                     "rounds": history, "wall_s": round(time.perf_counter() - t0, 1),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = a.out or default_weights_path(a.dataset, ilm=bool(a.ilm))
+    out = a.weights_out or default_weights_path(a.dataset, ilm=bool(a.ilm))
     weights.save(out)
     print(f"kept validation success {val:.3f}; wrote {out}")
 

@@ -1,8 +1,8 @@
 """Benchmark: how well each understanding path reads single messages, against hand-labelled gold.
 
-    python -m dialog.bench_understanding --dataset ml-latest-small --llm qwen2.5-coder-1.5b
+    python -m dialog.eval.bench_understanding --dataset ml-latest-small --llm qwen2.5-coder-1.5b
 
-The gold set (``dialog/bench_data/understanding.jsonl``, 40 messages written for this benchmark;
+The gold set (``dialog/eval/bench_data/understanding.jsonl``, 40 messages written for this benchmark;
 no MovieLens data) gives, per message, the genres to include / exclude, the year range, the movies
 liked / disliked / seen (by title, or by position among the last suggestions shown), whether an
 explanation is asked for and whether the audience is children. Each path's ``Understanding`` is
@@ -15,7 +15,7 @@ check, one repair, the rules as fallback). Writes ``reports/understanding_<datas
 JSON with each message's log (what the LLM said, accepted / repaired / fell back).
 
 ``bench_data/understanding_dev.jsonl`` holds 14 other messages, labelled the same way, for working on
-the extraction prompt (``--gold dialog/bench_data/understanding_dev.jsonl --out /tmp/dev``); the 40
+the extraction prompt (``--gold dialog/eval/bench_data/understanding_dev.jsonl --out /tmp/dev``); the 40
 are kept for the reported numbers, so the prompt is not tuned on them.
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from dialog.understand import LLMUnderstander, Understanding, parse_message
+from retrieval.cli import add_data_args
+from retrieval.eval.report import Run, run_line, write_report
 
 GOLD = Path(__file__).resolve().parent / "bench_data" / "understanding.jsonl"
 FIELDS = ("include", "exclude", "years", "liked", "disliked", "seen", "explain", "kids")
@@ -132,11 +134,11 @@ def run(cases: list[dict], finder, genres: list[str], llm_understander: LLMUnder
     return out
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def markdown(report: dict) -> str:
     paths = report["paths"]
     lines = [f"# Message understanding: {report['dataset']}", "",
-             f"{report['n_cases']} hand-labelled messages (`{report['gold']}`); LLM {report['llm']}. "
-             f"Hardware: {report['hardware']}. Wall time {report['wall_s']} s.", "",
+             f"{report['n_cases']} hand-labelled messages (`{report['gold']}`); LLM {report['llm']}.", "",
+             run_line(report["run"]), "",
              "Each field must match the gold exactly (years within one year); a field the gold leaves empty "
              "must come back empty. `sources` says which path produced the result (llm = JSON accepted at "
              "the first try, llm-repaired = after one repair, rules = fell back).", "",
@@ -150,26 +152,22 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += ["", "Errors (case number, field):", ""]
     for name, r in paths.items():
         lines.append(f"- {name}: " + (", ".join(f"{i + 1}:{f}" for i, f in r["wrong"]) or "none"))
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m dialog.bench_understanding", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dialog.eval.bench_understanding", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="ml-latest-small")
-    ap.add_argument("--artifacts", default="artifacts", help="artefact root written by `make build`")
-    ap.add_argument("--data-dir", default=None)
+    add_data_args(ap, reports=True)
     ap.add_argument("--llm", default=None, help="LLM for the llm path (e.g. qwen2.5-coder-1.5b); rules only without it")
     ap.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
     ap.add_argument("--gold", default=str(GOLD), help="JSONL of labelled messages")
-    ap.add_argument("--out", default="reports")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     from dialog.manager import build_manager
     from retrieval.resources import load_resources
-    from training.bench_offline import hardware
 
-    t0 = time.perf_counter()
+    meta = Run.for_module("dialog.eval.bench_understanding", argv)
     cases = load_gold(a.gold)
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     manager = build_manager(res)
@@ -181,13 +179,9 @@ def main(argv=None) -> dict:
         und.understand("Hello!", [])   # warm-up (weight repacking, prefix cache): not timed
     paths = run(cases, manager.finder, manager.genres, und, progress=not a.no_progress)
     report = {"dataset": a.dataset, "gold": Path(a.gold).name, "n_cases": len(cases),
-              "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths, "hardware": hardware(),
-              "wall_s": round(time.perf_counter() - t0, 1), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"understanding_{a.dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, out / f"understanding_{a.dataset}.md")
-    print((out / f"understanding_{a.dataset}.md").read_text())
+              "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths,
+              "run": meta.finish()}
+    print(write_report(a.out, f"understanding_{a.dataset}", report, markdown)["md"].read_text())
     return report
 
 

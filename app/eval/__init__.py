@@ -1,0 +1,1 @@
+"""Measuring the served app (never imported by the serving path): the load test."""
