@@ -18,7 +18,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +36,9 @@ from retrieval.pop import Popularity
 from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import leave_one_out
 from retrieval.text_encoder import item_text_embeddings
-from retrieval.text_rec import (
-    HybridConfig,
-    HybridRecommender,
-    TextRecConfig,
-    TextRecommender,
-)
+from retrieval.text_rec import HybridConfig, HybridRecommender, TextRecConfig, TextRecommender
+from training import config
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
             "the catalogue minus the user's seen items; ties against the model; all ratings are "
             "implicit interactions")
@@ -61,20 +56,9 @@ class BenchConfig:
 
 
 def load_config(name: str, seed: int | None = None) -> BenchConfig:
-    """``training/configs/offline_<name>.json``: overrides of the dataclass defaults, by section."""
-    path = CONFIG_DIR / f"offline_{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem.removeprefix("offline_") for p in CONFIG_DIR.glob("offline_*.json"))
-        raise SystemExit(f"unknown config {name!r}; known: {', '.join(known)}")
-    raw = json.loads(path.read_text())
-    cfg = BenchConfig()
-    cfg = replace(cfg, bpr=replace(cfg.bpr, **raw.pop("bpr", {})),
-                  sasrec=replace(cfg.sasrec, **raw.pop("sasrec", {})))
-    known = {f.name for f in fields(BenchConfig)}
-    unknown = set(raw) - known
-    if unknown:
-        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    """``training/configs/offline_<name>.json`` (overrides of the defaults above); ``seed`` sets
+    the seed of the run and of every model."""
+    cfg = config.load_config("offline", name, BenchConfig())
     if seed is not None:
         cfg = replace(cfg, seed=seed, bpr=replace(cfg.bpr, seed=seed), sasrec=replace(cfg.sasrec, seed=seed))
     return cfg
