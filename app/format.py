@@ -176,10 +176,6 @@ def why_html(turn, state_description: str = "") -> str:
     return "".join(out)
 
 
-def user_history_html(user_id, history: list[str]) -> str:
-    return state_html(f"Starting as MovieLens user {user_id}", history)
-
-
 def evaluation_view(reports_dir) -> tuple[str, str]:
     """(Markdown, HTML) for the evaluation tab from ``reports_dir``: every *.md report as Markdown,
     every *.json as a collapsed block, every *.png inlined as a data: URI (no file serving needed)."""

@@ -8,11 +8,12 @@ decoded (generation runs on a worker thread). Per-call keyword arguments: ``max_
 ``do_sample``, ``temperature``, ``seed``; ``stop`` strings end generation where they first appear
 (the stop string itself is not returned).
 
-Prefix cache: on CPU, reading the prompt (~36 tokens/s for Qwen2.5-1.5B NF4 on two cores) costs
-more than the short replies themselves. The leading system messages of a prompt are the same on
-every turn, so their keys and values are computed once per loaded model (``DynamicCache``, kept
-per distinct system text) and each call reads only the rest of the prompt. Every call gets its own
-copy of the cached keys and values, so concurrent sessions never share a mutable cache.
+Prefix cache: on CPU, reading the prompt costs more than the short replies themselves (per-turn
+timings in reports/sim_latency_ml-latest-small_intro.md, generation speeds in reports/llm_smoke.md).
+The leading system messages of a prompt are the same on every turn, so their keys and values are
+computed once per loaded model (``DynamicCache``, kept per distinct system text) and each call
+reads only the rest of the prompt. Every call gets its own copy of the cached keys and values, so
+concurrent sessions never share a mutable cache.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import copy
 import queue
 import threading
 from collections import OrderedDict
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -104,7 +106,7 @@ class LocalChatModel(BaseChatModel):
     _prefix_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, spec: str, quantize: str = "nf4", **kw) -> "LocalChatModel":
+    def load(cls, spec: str, quantize: str = "nf4", **kw) -> LocalChatModel:
         """Load weights with ``ilm.lm.load_llm`` (packaged or local models only; nothing downloads)."""
         from ilm.lm import load_llm
         model, tokenizer = load_llm(spec, quantize=quantize)
@@ -206,8 +208,8 @@ class LocalChatModel(BaseChatModel):
             args["past_key_values"] = past
         return args
 
-    def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None,
-                  run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> ChatResult:
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         import torch
         args = self._generate_args(messages, stop, kwargs, threading.Event())
         n_prompt = int(args["input_ids"].shape[1])
@@ -221,8 +223,8 @@ class LocalChatModel(BaseChatModel):
             text, response_metadata={"prompt_tokens": n_prompt, "cached_prompt_tokens": n_cached,
                                      "new_tokens": n_new}))])
 
-    def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None,
-                run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         """Token-by-token text. Closing the stream early (``break`` in the caller) stops
         generation after the current token instead of letting it run to ``max_new_tokens``."""
         import torch

@@ -2,7 +2,7 @@
 
 ``respond(state, text)`` is pure with respect to ``state``: it copies it, and every step is
 recorded in the turn's trace:
-  1. bad input: empty messages get a notice; long ones are cut to 2,000 characters (with a notice);
+  1. bad input: empty messages get a notice; long ones are cut to ``MAX_MESSAGE_CHARS`` (with a notice);
   2. understand the message (LLM JSON with schema check and one repair, or the rules) and resolve
      every title through the catalogue's title lookup;
   3. update the state (likes, dislikes, seen, rejected, constraints);
@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
-from dialog.policy import Action, RulePolicy, knows_enough
+from dialog.policy import RulePolicy
 from dialog.ranker import Ranker, RankerWeights, default_weights_path
 from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, explain_reply, template_reply
-from dialog.state import Constraints, DialogState
-from dialog.tools import Candidate, ExplainArgs, FilterArgs, RankArgs, RetrieveArgs, Toolbox
+from dialog.state import DialogState
+from dialog.tools import ExplainArgs, FilterArgs, RankArgs, RankRecorder, RetrieveArgs, Toolbox
 from dialog.understand import LLMUnderstander, TitleFinder, Understanding, parse_message, truncate
 
 DEFAULT_K = 5
@@ -77,20 +77,31 @@ class _Timer:
 
 
 class DialogManager:
-    """See the module docstring. Build it with ``build_manager``."""
+    """See the module docstring. Build it with ``build_manager``.
+
+    Args:
+        resources: ``retrieval.resources.Resources``.
+        toolbox: the tools over the same resources.
+        policy: anything with ``next_action(state, understanding, has_history) -> Action``;
+            default ``RulePolicy``.
+        understander: the LLM understanding (``LLMUnderstander``); None: the rules only.
+        reply_writer: the LLM reply writer; None: template replies.
+        k: suggestions per turn.
+        finder: the title finder over ``resources.titles`` (the one ``understander`` and
+            ``reply_writer`` use); built here when not given.
+    """
 
     def __init__(self, resources, toolbox: Toolbox, policy=None, understander: LLMUnderstander | None = None,
-                 reply_writer: LLMReplyWriter | None = None, k: int = DEFAULT_K):
+                 reply_writer: LLMReplyWriter | None = None, k: int = DEFAULT_K, finder: TitleFinder | None = None):
         self.res = resources
         self.catalog = resources.catalog
         self.tools = toolbox
         self.policy = policy or RulePolicy()
-        self.finder = TitleFinder(resources.titles)
+        self.finder = finder or TitleFinder(resources.titles)
         self.genres = self.catalog.genres
         self.max_year = int(np.nanmax(self.catalog.items["year"].to_numpy(dtype=float)))
         self.understander = understander
         self.reply_writer = reply_writer
-        self.checker = ReplyChecker(self.finder)
         self.k = k
 
     # ---- users ----
@@ -129,7 +140,7 @@ class DialogManager:
         repacking) so that the first person's turn does not pay for it. Returns the seconds taken."""
         t0 = time.perf_counter()
         if self.reply_writer is not None:
-            self.checker.common_words           # built on first use otherwise
+            self.reply_writer.checker.common_words      # built on first use otherwise
             self.reply_writer.warm_up()
         return round(time.perf_counter() - t0, 3)
 
@@ -179,6 +190,7 @@ class DialogManager:
                     trace_note: str | None = None) -> Iterator[str | Turn]:
         t_start = time.perf_counter()
         trace: list[TraceEntry] = []
+        # 1. bad input
         text, notice = truncate(text)
         if not text.strip():
             reply = "Tell me what you feel like watching: a movie you loved, a genre, a mood or a decade."
@@ -222,6 +234,7 @@ class DialogManager:
             notes.insert(0, "I only suggest real movies from the catalogue.")
         trace.append(TraceEntry("policy", {"action": action.kind}, 0, action.why, timer.ms()))
 
+        # 5. tools, as the action needs them
         suggestions: list[Suggestion] = []
         candidates: list[dict] = []
         reply_items: list[ReplyItem] = []
@@ -245,7 +258,7 @@ class DialogManager:
                                     f"explained {len(reply_items)} movies", timer.ms()))
             reply = explain_reply(reply_items)
         else:
-            suggestions, candidates = self._recommend(new, trace, timer)
+            suggestions, candidates = self._recommend(new, trace, timer, self.k)
             reply_items = [self._reply_item(s.item_id, s.reason) for s in suggestions]
             if not suggestions:
                 notes.append("I couldn't find anything that fits all of that; could you relax a constraint?")
@@ -310,12 +323,8 @@ class DialogManager:
         return new
 
     def recommend(self, state: DialogState, k: int | None = None) -> list[Suggestion]:
-        """The top-k suggestions for a state, without changing it."""
-        old_k, self.k = self.k, k or self.k
-        try:
-            suggestions, _ = self._recommend(state.copy(), [], _Timer())
-        finally:
-            self.k = old_k
+        """The top-k suggestions for a state (``k`` default: the manager's), without changing it."""
+        suggestions, _ = self._recommend(state.copy(), [], _Timer(), k or self.k)
         return suggestions
 
     # ---- helpers ----
@@ -389,7 +398,8 @@ class DialogManager:
         parts = [" ".join(c.include_genres), " ".join(c.moods), c.but or ""] + queries
         return re.sub(r"\s+", " ", " ".join(p for p in parts if p)).strip()
 
-    def _recommend(self, s: DialogState, trace: list[TraceEntry], timer: _Timer) -> tuple[list[Suggestion], list[dict]]:
+    def _recommend(self, s: DialogState, trace: list[TraceEntry], timer: _Timer, k: int
+                   ) -> tuple[list[Suggestion], list[dict]]:
         c = s.constraints
         inc, exc, ymin, ymax = list(c.include_genres), list(c.exclude_genres), c.year_min, c.year_max
         clash = set(inc) & set(exc)
@@ -414,12 +424,11 @@ class DialogManager:
         trace.append(TraceEntry("filter", {"n_in": len(r.candidates)}, len(f.item_ids), f.observation, timer.ms()))
         keep = set(f.item_ids)
         cands = [x for x in r.candidates if x.item_id in keep]
-        self.tools.state_for_ilm = s
         rk = self.tools.rank(RankArgs(cands, query, history, s.liked + c.like_items, s.rejected + s.disliked,
-                                      inc, c.moods, c.audience, self.k))
-        trace.append(TraceEntry("rank", {"n": len(cands), "k": self.k}, len(rk.ranked), rk.observation, timer.ms()))
+                                      inc, c.moods, c.audience, k), state=s)
+        trace.append(TraceEntry("rank", {"n": len(cands), "k": k}, len(rk.ranked), rk.observation, timer.ms()))
         sources = {x.item_id: x.sources for x in cands}
-        top = rk.ranked[:self.k]
+        top = rk.ranked[:k]
         suggestions = []
         for item in top:
             reason = self.tools.explain(ExplainArgs(item.item_id, item.features, item.parts,
@@ -447,8 +456,7 @@ def _ms(t0: float) -> float:
 
 
 def _chunks(text: str) -> Iterator[str]:
-    for piece in re.findall(r"\S+\s*|\s+", text):
-        yield piece
+    yield from re.findall(r"\S+\s*|\s+", text)
 
 
 def _summarise(u: Understanding, catalog) -> str:
@@ -473,7 +481,7 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
                   quantize: str = "nf4", chat=None, ilm_scorer: Callable | None = None,
                   ilm: str | Path | None = None,
                   llm_understanding: bool = False, reply_mode: str = "intro", k: int = DEFAULT_K,
-                  policy=None) -> DialogManager:
+                  policy=None, recorder: RankRecorder | None = None) -> DialogManager:
     """The recommender over loaded resources.
 
     Args:
@@ -489,13 +497,17 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
         ilm_scorer: ``(state, candidate_ids) -> scores`` from the ILM; the feature is 0 without it.
         ilm: a dialog ILM checkpoint (``training.ilm_dialog``) to load as ``ilm_scorer``.
         llm_understanding: also extract state updates with the LLM (JSON, schema check, one repair,
-            then the rules). Off by default: on CPU it adds a second generation (~100 tokens) per
-            turn, which breaks the 5 s reply budget, and it reads messages worse than the rules
-            (``dialog.bench_understanding``); the rules run either way as the fallback.
+            then the rules). Off by default: on CPU it adds a second generation per turn, which
+            breaks the reply budget, and it reads messages worse than the rules (measured by
+            ``dialog.eval.bench_understanding``: reports/understanding_ml-latest-small.md); the
+            rules run either way as the fallback.
         reply_mode: "intro" (the LLM writes a checked opening sentence, the template lists the
-            movies with their reasons; fits the CPU budget) or "full" (the LLM writes the whole
-            reply, checked against the chosen titles). See ``dialog.reply.LLMReplyWriter``.
+            movies with their reasons; fits the CPU budget: reports/sim_latency_ml-latest-small_*.md)
+            or "full" (the LLM writes the whole reply, checked against the chosen titles). See
+            ``dialog.reply.LLMReplyWriter``.
         k: suggestions per turn.
+        policy: see ``DialogManager``; default ``RulePolicy``.
+        recorder: ``(candidate_ids, features)`` called on every rank call (``Toolbox``).
     """
     if ilm is not None:
         if ilm_scorer is not None:
@@ -512,19 +524,21 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
     else:
         import warnings
         warnings.warn(f"no fitted ranker weights for {resources.dataset} ({shipped}); "
-                      f"using the unfitted prior. Fit them with `python -m dialog.fit_ranker`.", stacklevel=2)
+                      f"using the unfitted prior. Fit them with `python -m dialog.eval.fit_ranker`.", stacklevel=2)
         w = RankerWeights.prior()
-    toolbox = Toolbox(resources, Ranker(w), ilm_scorer)
+    toolbox = Toolbox(resources, Ranker(w), ilm_scorer, recorder)
     loaded = chat is None and llm is not None
     if loaded:
         from dialog.llm import LocalChatModel
         chat = LocalChatModel.load(llm, quantize=quantize)
-    manager = DialogManager(resources, toolbox, policy=policy, k=k)
+    finder = TitleFinder(resources.titles)
+    understander = reply_writer = None
     if chat is not None:
         if llm_understanding:
-            manager.understander = LLMUnderstander(chat, manager.finder, manager.genres)
-        manager.reply_writer = LLMReplyWriter(chat, manager.checker, mode=reply_mode)
-    manager.chat = chat
+            understander = LLMUnderstander(chat, finder, resources.catalog.genres)
+        reply_writer = LLMReplyWriter(chat, ReplyChecker(finder), mode=reply_mode)
+    manager = DialogManager(resources, toolbox, policy=policy, understander=understander,
+                            reply_writer=reply_writer, k=k, finder=finder)
     if loaded:
         manager.warm_up()
     return manager

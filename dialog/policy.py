@@ -5,13 +5,12 @@ over), "ask" (at most one clarifying question per conversation: the request is t
 or the constraints contradict each other), "explain" (the person asked why), "refine" (new
 suggestions after feedback on the last ones) and "recommend".
 
-``RulePolicy`` is the product policy; ``ScriptedPolicy`` replays a fixed list of actions (tests).
-Both implement ``next_action(state, understanding, context) -> Action``.
+``RulePolicy`` is the product policy: ``next_action(state, understanding, has_history) -> Action``.
+The manager takes any object with that method (the tests script one).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from dialog.state import DialogState
 from dialog.understand import Understanding
@@ -29,10 +28,6 @@ class Action:
     def __post_init__(self):
         if self.kind not in ACTIONS:
             raise ValueError(f"unknown action {self.kind!r}; known: {ACTIONS}")
-
-
-class Policy(Protocol):
-    def next_action(self, state: DialogState, u: Understanding, has_history: bool) -> Action: ...
 
 
 def knows_enough(state: DialogState, u: Understanding, has_history: bool) -> bool:
@@ -73,18 +68,3 @@ class RulePolicy:
         if state.last_suggestions and (u.like_refs or u.dislike_refs or u.seen_refs or u.reject_all):
             return Action("refine", "feedback on the last suggestions")
         return Action("recommend", "enough to rank")
-
-
-class ScriptedPolicy:
-    """Replays ``actions`` in order (then "recommend"), for tests."""
-
-    def __init__(self, actions: list[str]):
-        self.actions = list(actions)
-
-    def next_action(self, state: DialogState, u: Understanding, has_history: bool) -> Action:
-        kind = self.actions.pop(0) if self.actions else "recommend"
-        if kind == "ask":
-            return Action("ask", "scripted", question=RulePolicy.VAGUE_QUESTION)
-        if kind == "explain":
-            return Action("explain", "scripted", explain_ids=list(state.last_suggestions))
-        return Action(kind, "scripted")

@@ -8,7 +8,7 @@ audience). The score is ``features @ weights``.
 
 The weights are fitted, not hand-set (``fit_weights``): a conditional logit (softmax over one
 turn's candidates, the target as the label; L2) on candidate sets collected from simulated
-conversations of *training* users (``dialog.fit_ranker``). Test users never contribute.
+conversations of *training* users (``dialog.eval.fit_ranker``). Test users never contribute.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class RankerWeights:
                                           "meta": self.meta}, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "RankerWeights":
+    def load(cls, path: str | Path) -> RankerWeights:
         d = json.loads(Path(path).read_text())
         unknown = set(d["weights"]) - set(FEATURES)
         if unknown:
@@ -45,9 +45,9 @@ class RankerWeights:
         return cls({k: float(v) for k, v in d["weights"].items()}, d.get("meta", {}))
 
     @classmethod
-    def prior(cls) -> "RankerWeights":
+    def prior(cls) -> RankerWeights:
         """Equal weights on the positive signals: only the starting point of the first fitting
-        round (``dialog.fit_ranker``), never the shipped ranker."""
+        round (``dialog.eval.fit_ranker``), never the shipped ranker."""
         w = {f: 1.0 for f in FEATURES}
         w["rejected_text"] = -1.0
         return cls(w, {"fitted": False, "note": "prior for the first fitting round"})

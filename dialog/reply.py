@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from retrieval.titles import normalize_title
 
@@ -176,7 +176,7 @@ def reply_messages(user_text: str, items: list[ReplyItem], notes: list[str]):
 
 # The system text is the same on every turn, so the chat model reads it once (its prefix cache);
 # each turn reads only the person's request (``intro_request``): on CPU every prompt token costs
-# about as much as a twentieth of a generated one.
+# time (reports/sim_latency_ml-latest-small_intro.md).
 INTRO_SYSTEM = ("You are a movie recommender. A list of movies that fit the user's message is shown right "
                 "after your sentence. Write only one short, friendly sentence (at most 10 words) introducing "
                 "that list. Do not name any movie. Example: Here are some gritty 2000s crime dramas!")
@@ -220,9 +220,10 @@ class LLMReplyWriter:
     Modes:
       "full"   the LLM writes the whole reply: the chosen movies, one line each with a reason. Every
                chosen title must appear and no other title may (``ReplyChecker.check``).
-      "intro"  (default: it fits the CPU latency budget) the LLM writes one short opening sentence,
-               which may name chosen movies and no other (``ReplyChecker.check_opening``), followed
-               by the template's lines for the chosen movies.
+      "intro"  (default: it fits the CPU latency budget, see reports/sim_latency_ml-latest-small_intro.md
+               and ..._full.md) the LLM writes one short opening sentence, which may name chosen
+               movies and no other (``ReplyChecker.check_opening``), followed by the template's
+               lines for the chosen movies.
 
     In "intro" mode the reply is laid out as the template's: notes, opening, item lines. The
     notes are streamed first and the opening token by token, so everything streamed is the start

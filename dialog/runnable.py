@@ -8,8 +8,9 @@ carried by passing the returned ``state`` back in.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
@@ -38,11 +39,11 @@ class RecommenderRunnable(Runnable):
         return {"reply": turn.reply, "action": turn.action, "notice": turn.notice,
                 "suggestions": [asdict(s) for s in turn.suggestions], "state": turn.state.to_dict()}
 
-    def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> dict:
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
         state, text = self._parse(input)
         return self._call_with_config(lambda _: self._output(self.manager.respond(state, text)), input, config)
 
-    def stream(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Iterator[dict]:
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[dict]:
         state, text = self._parse(input)
         for part in self.manager.stream(state, text):
             if isinstance(part, Turn):

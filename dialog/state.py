@@ -23,11 +23,6 @@ class Constraints:
     moods: list[str] = field(default_factory=list)        # mood or theme words ("dark", "heist")
     audience: str | None = None                           # "kids", "family", "adults"
 
-    def is_empty(self) -> bool:
-        return not (self.include_genres or self.exclude_genres or self.year_min is not None
-                    or self.year_max is not None or self.like_items or self.but or self.moods
-                    or self.audience)
-
     def conflicts(self) -> list[str]:
         """Plain-words descriptions of constraints that cannot hold together."""
         out = [f"both {g} and no {g}" for g in self.include_genres if g in self.exclude_genres]
@@ -50,7 +45,7 @@ class DialogState:
     messages: list[dict] = field(default_factory=list)    # {"role": "user"|"assistant", "text": ...}
     asked_clarification: bool = False
 
-    def copy(self) -> "DialogState":
+    def copy(self) -> DialogState:
         return _copy.deepcopy(self)
 
     def excluded(self) -> set[int]:
@@ -65,7 +60,7 @@ class DialogState:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DialogState":
+    def from_dict(cls, d: dict) -> DialogState:
         """Restore a state saved by ``to_dict``; unknown keys are an error, missing ones default."""
         if not isinstance(d, dict):
             raise TypeError(f"a saved dialog state is a dict, got {type(d).__name__}")

@@ -2,21 +2,24 @@
 typed argument dataclass and a typed result with a short text ``observation`` for an LLM.
 
 Tools take their arguments and return a result; they hold no conversation state (that lives in
-``DialogState``, owned by the manager). ``Toolbox`` binds them to the loaded ``Resources``;
-``langchain_tools`` exposes the same four as LangChain ``StructuredTool``s.
+``DialogState``, owned by the manager, which hands it to ``rank`` per call for the ILM scorer).
+``Toolbox`` binds them to the loaded ``Resources``; ``langchain_tools`` exposes the same four as
+LangChain ``StructuredTool``s.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from dialog.ranker import FEATURES, Ranker
+from dialog.state import DialogState
 
-IlmScorer = Callable[[object, np.ndarray], np.ndarray]   # (state, candidate ids (C,)) -> (C,) scores
+IlmScorer = Callable[[DialogState | None, np.ndarray], np.ndarray]   # (state, candidate ids (C,)) -> (C,) scores
+RankRecorder = Callable[[np.ndarray, np.ndarray], None]  # (candidate ids (C,), features (C, F)) per rank call
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -143,6 +146,8 @@ class Toolbox:
         resources: ``retrieval.resources.Resources``.
         ranker: the fitted ``Ranker``.
         ilm_scorer: optional ``(state, candidate_ids) -> scores``; the "ilm" feature is 0 without it.
+        recorder: optional ``(candidate_ids, features)``, called on every rank call before ranking
+            (``dialog.eval.fit_ranker`` collects its training groups so).
     """
 
     DETAIL = 50
@@ -156,11 +161,13 @@ class Toolbox:
         "explain": "One plain-words reason why a movie was suggested.",
     }
 
-    def __init__(self, resources, ranker: Ranker, ilm_scorer: IlmScorer | None = None):
+    def __init__(self, resources, ranker: Ranker, ilm_scorer: IlmScorer | None = None,
+                 recorder: RankRecorder | None = None):
         self.res = resources
         self.catalog = resources.catalog
         self.ranker = ranker
         self.ilm_scorer = ilm_scorer
+        self.recorder = recorder
         items = self.catalog.items
         self.n_items = len(items)
         self.text_embeds = _norm(resources.text_embeds)
@@ -174,12 +181,10 @@ class Toolbox:
                           for t, tags, d in zip(items["title"], items["tags"], items["description"])]
         self._encode_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cf_cache: tuple[tuple, np.ndarray] | None = None
-        self.state_for_ilm = None          # set by the manager for the ILM hook
-        self.recorder: Callable[[np.ndarray, np.ndarray], None] | None = None  # (ids, feats) per rank call
 
     # ---- helpers ----
     def encode(self, text: str) -> np.ndarray:
-        """(384,) normalised query embedding, cached by text."""
+        """(D,) normalised query embedding, cached by text."""
         if text in self._encode_cache:
             self._encode_cache.move_to_end(text)
             return self._encode_cache[text]
@@ -269,8 +274,13 @@ class Toolbox:
                 kept.append(int(i))
         return FilterResult(kept, removed)
 
-    def features(self, args: RankArgs) -> tuple[np.ndarray, np.ndarray]:
-        """(C,) candidate ids and their (C, F) features, F = len(FEATURES)."""
+    def features(self, args: RankArgs, state: DialogState | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) candidate ids and their (C, F) features, F = len(FEATURES).
+
+        Args:
+            args: the candidates and what to rank them by.
+            state: the conversation's ``DialogState``, which only the ILM scorer reads.
+        """
         ids = np.array([c.item_id for c in args.candidates], dtype=np.int64)
         feats = np.zeros((len(ids), len(FEATURES)), dtype=np.float64)
         if not len(ids):
@@ -287,7 +297,7 @@ class Toolbox:
         if rejected:
             feats[:, col["rejected_text"]] = (self.text_embeds[ids] @ self.text_embeds[rejected].T).max(1)
         if self.ilm_scorer is not None:
-            feats[:, col["ilm"]] = np.asarray(self.ilm_scorer(self.state_for_ilm, ids), dtype=np.float64)
+            feats[:, col["ilm"]] = np.asarray(self.ilm_scorer(state, ids), dtype=np.float64)
         feats[:, col["popularity"]] = self.pop_feat[ids]
         if args.include_genres:
             want = {g.lower() for g in args.include_genres}
@@ -310,8 +320,9 @@ class Toolbox:
                 feats[r, col["from_liked"]] = 1.0
         return ids, feats
 
-    def rank(self, args: RankArgs) -> RankResult:
-        ids, feats = self.features(args)
+    def rank(self, args: RankArgs, state: DialogState | None = None) -> RankResult:
+        """Every candidate, best first; ``state`` as for ``features``."""
+        ids, feats = self.features(args, state)
         if self.recorder is not None:
             self.recorder(ids, feats)
         order_ids, scores, parts = self.ranker.rank(ids, feats)

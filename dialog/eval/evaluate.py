@@ -211,8 +211,7 @@ def main(argv=None) -> dict:
             ilm = a.ilm if name == "full_ilm" else None
             mgr = build_manager(res, weights=None if ilm else a.weights, ilm=ilm,
                                 chat=chat if a.full_llm_replies else None, llm_understanding=False)
-            systems[name] = FullSystem(mgr)
-            systems[name].name = name
+            systems[name] = FullSystem(mgr, name=name)
             notes.append(f"{name}: rule-based understanding; "
                          + ("LLM-written replies" if a.full_llm_replies else
                             "template replies (the template simulator reacts to the item list, not the "

@@ -29,17 +29,18 @@ from dialog.eval.systems import FullSystem
 from retrieval.cli import add_data_args
 
 
-def simulate(manager, sim, people, max_turns, collect: list | None, desc: str, progress: bool) -> float:
-    """Run conversations; append (features, target row) groups to ``collect``; return success rate."""
+def simulate(manager, sim, people, calls: list, max_turns, collect: list | None, desc: str, progress: bool) -> float:
+    """Run conversations; append (features, target row) groups to ``collect``; return success rate.
+    ``calls`` is the list the manager's rank recorder appends (candidate ids, features) to."""
     hits = []
     for p in tqdm(people, desc=desc, disable=not progress, leave=False):
-        def record(ids, feats, target=p.target):
-            if collect is not None and target in set(ids.tolist()):
-                collect.append((feats.copy(), int(np.flatnonzero(ids == target)[0])))
-        manager.tools.recorder = record
+        calls.clear()
         conv = run_conversation(FullSystem(manager), sim, p, max_turns)
         hits.append(conv.success_turn is not None)
-    manager.tools.recorder = None
+        if collect is not None:
+            collect.extend((feats, int(np.flatnonzero(ids == p.target)[0]))
+                           for ids, feats in calls if p.target in set(ids.tolist()))
+    calls.clear()
     return float(np.mean(hits))
 
 
@@ -83,8 +84,10 @@ def main(argv=None):
     best = None
     progress = not a.no_progress
     for r in range(a.rounds + 1):
-        manager = build_manager(res, weights=weights, ilm_scorer=scorer)
-        val = simulate(manager, sim, val_people, a.max_turns, None, f"round {r} validation", progress)
+        calls: list = []
+        manager = build_manager(res, weights=weights, ilm_scorer=scorer,
+                                recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
+        val = simulate(manager, sim, val_people, calls, a.max_turns, None, f"round {r} validation", progress)
         history.append({"round": r, "val_success@5": round(val, 4), "groups": len(groups),
                         "weights": {k: round(v, 4) for k, v in weights.weights.items()}})
         print(f"round {r}: validation success@{a.max_turns} {val:.3f} ({len(groups)} training groups so far)")
@@ -92,7 +95,7 @@ def main(argv=None):
             best = (val, weights)
         if r == a.rounds:
             break
-        simulate(manager, sim, fit_people, a.max_turns, groups, f"round {r} fitting", progress)
+        simulate(manager, sim, fit_people, calls, a.max_turns, groups, f"round {r} fitting", progress)
         w, info = fit_weights(groups, l2=a.l2, seed=a.seed)
         print(f"  fitted on {info['groups']} groups: loss {info['loss']:.3f}, train hit@5 {info['train_hit@5']:.3f}")
         weights = RankerWeights({f: float(x) for f, x in zip(FEATURES, w)}, {})

@@ -80,10 +80,11 @@ class TextSystem:
 
 
 class FullSystem:
-    name = "full"
+    """The dialog manager; ``name`` tells variants apart in a report ("full", "full_ilm")."""
 
-    def __init__(self, manager):
+    def __init__(self, manager, name: str = "full"):
         self.manager = manager
+        self.name = name
 
     def start(self, user_id):
         return self.manager.new_state(user_id)

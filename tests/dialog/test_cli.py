@@ -10,10 +10,10 @@ import retrieval.resources
 from dialog import batch
 from dialog.eval import evaluate, fit_ranker
 from dialog.eval.evaluate import bootstrap_ci, conversation_metrics
+from dialog.eval.simulator import Conversation
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
 from dialog.runnable import RecommenderRunnable
-from dialog.eval.simulator import Conversation
 
 
 @pytest.fixture

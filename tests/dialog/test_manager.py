@@ -1,11 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 
-from dialog.manager import Turn, build_manager
-from dialog.policy import ScriptedPolicy
-from dialog.ranker import RankerWeights
+from dialog.manager import DEFAULT_K, Turn, build_manager
+from dialog.ranker import FEATURES, RankerWeights
 from dialog.state import DialogState
+from tests.dialog.doubles import ScriptedPolicy
 
 CATALOG_IDS = set(range(20))
 
@@ -106,6 +107,29 @@ def test_scripted_policy_drives_the_manager(resources):
     m = build_manager(resources, weights=RankerWeights.prior(), policy=ScriptedPolicy(["ask", "recommend"]))
     t1, t2 = run(m, ["a comedy", "a comedy"])
     assert t1.action == "ask" and t2.action == "recommend"
+
+
+def test_recommend_takes_k_per_call_without_changing_the_manager(resources):
+    k_during_rank = []
+    m = build_manager(resources, weights=RankerWeights.prior(),
+                      recorder=lambda ids, feats: k_during_rank.append(m.k))
+    assert len(m.recommend(m.new_state(), k=2)) == 2
+    assert k_during_rank == [DEFAULT_K]       # another conversation meanwhile gets the manager's k
+    assert len(m.respond(m.new_state(), "a drama").suggestions) == DEFAULT_K
+
+
+def test_the_ranker_gets_this_turns_state_and_reports_its_features(resources):
+    seen, shapes = [], []
+
+    def ilm(state, ids):
+        seen.append((state.turn, state.messages[-1]["text"], list(state.liked)))
+        return np.zeros(len(ids))
+
+    m = build_manager(resources, weights=RankerWeights.prior(), ilm_scorer=ilm,
+                      recorder=lambda ids, feats: shapes.append((len(ids), feats.shape)))
+    t = m.respond(m.new_state(), "a sci-fi movie like The Matrix")
+    assert t.state.liked and seen == [(1, "a sci-fi movie like The Matrix", t.state.liked)]
+    assert len(shapes) == 1 and shapes[0][1] == (shapes[0][0], len(FEATURES))
 
 
 # ---- bad input ---------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Reply writing: the opening check (chosen titles pass, any other fails) and the intro writer's
 streaming (what is streamed is the start of the final reply)."""
-from langchain_core.messages import AIMessageChunk
-
 from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, Retract, intro_request, template_reply
 from dialog.understand import TitleFinder
+from tests.dialog.doubles import ScriptedChat
 
 ITEMS = [ReplyItem(9, "The Godfather: Part II", 1974, "crime saga"), ReplyItem(11, "Heat", 1995, "crime")]
 
@@ -31,21 +30,6 @@ def test_intro_request_hides_titles_and_stays_short(resources):
     text = "a crime drama " * 30
     short = intro_request(text, finder)
     assert 100 < len(short) <= 120 and text.startswith(short + " ")            # cut between words
-
-
-class ScriptedChat:
-    """Streams one scripted text per call, a few characters at a time; records closed streams."""
-    def __init__(self, texts):
-        self.texts, self.calls, self.closed = list(texts), 0, 0
-
-    def stream(self, messages, **kw):
-        text = self.texts[min(self.calls, len(self.texts) - 1)]
-        self.calls += 1
-        try:
-            for i in range(0, len(text), 3):
-                yield AIMessageChunk(content=text[i:i + 3])
-        finally:
-            self.closed += 1
 
 
 def _run(writer, notes=("I took \"heat\" to mean Heat (1995).",)):

@@ -4,11 +4,19 @@ import numpy as np
 import pytest
 from langchain_core.messages import AIMessage
 
+from dialog.eval.simulator import (
+    LLMSimulator,
+    TargetFacts,
+    TemplateSimulator,
+    TerseSimulator,
+    leaks_title,
+    personas,
+    run_conversation,
+    sample_users,
+)
+from dialog.eval.systems import FullSystem, PopularitySystem, TextSystem
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
-from dialog.simulator import (LLMSimulator, TargetFacts, TemplateSimulator, TerseSimulator, leaks_title,
-                              personas, run_conversation, sample_users)
-from dialog.systems import FullSystem, PopularitySystem, TextSystem
 
 
 @pytest.fixture

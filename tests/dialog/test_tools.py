@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dialog.ranker import FEATURES, Ranker, RankerWeights, fit_weights
-from dialog.tools import (Candidate, ExplainArgs, FilterArgs, RankArgs, RetrieveArgs, Toolbox, langchain_tools)
+from dialog.tools import Candidate, ExplainArgs, FilterArgs, RankArgs, RetrieveArgs, Toolbox, langchain_tools
 
 
 @pytest.fixture

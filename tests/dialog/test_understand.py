@@ -1,7 +1,6 @@
 import pytest
 
-from dialog.understand import (SchemaError, TitleFinder, extract_json, parse_message, truncate,
-                               validate_understanding)
+from dialog.understand import SchemaError, TitleFinder, extract_json, parse_message, truncate, validate_understanding
 from retrieval.titles import TitleIndex
 
 
