@@ -1,10 +1,12 @@
-"""Saving and loading the trained part of the Item-Language Model.
+"""The checkpoint file format of the trained parts of the Item-Language Model.
 
-Only what trains is saved: the Q-Former, the adapter and any further named modules (the
-next-item head, a UEM encoder) (``ilm_weights.safetensors``), with a JSON config
-(``ilm_config.json``) naming the base LLM and its checksum (``ilm.lm.llm_fingerprint``) and the
-placeholder tokens. To use a checkpoint, load the base LLM fresh and apply this small file;
-loading refuses a base LLM whose name or checksum differs from the recorded one.
+A checkpoint is a directory of named parts, each a safetensors file of tensors
+(``<part>_weights.safetensors``) and a JSON file (``<part>_config.json``) with a
+``format_version``. The classes decide what goes in: ``ItemLanguageModel.save_pretrained`` writes
+the part ``ilm`` (Q-Former, adapter, LoRA weights; its config names the base LLM),
+``ILMRecommender.save_pretrained`` adds ``rec`` (the next-item head, UEM), and stage 1 writes
+``qformer`` alone. The LLM itself is never saved: loading loads it fresh and refuses one whose
+recorded identity differs (``BaseLLMMismatch``).
 """
 from __future__ import annotations
 
@@ -12,100 +14,92 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from safetensors.torch import load_model, save_model
+import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ilm.config import ILMConfig, QFormerConfig
+from ilm.config import QFormerConfig
 from ilm.qformer import ItemQFormer
-from ilm.splice import Adapter
 
-WEIGHTS = "ilm_weights.safetensors"
-CONFIG = "ilm_config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class BaseLLMMismatch(ValueError):
     """The checkpoint was trained on another base LLM than the one given."""
 
 
-def save_checkpoint(path: str | Path, cfg: ILMConfig, qformer: ItemQFormer, adapter: Adapter,
-                    base_llm: dict, extra: dict | None = None,
-                    modules: dict[str, nn.Module] | None = None) -> Path:
-    """Write the Q-Former + adapter weights and the JSON config into directory ``path``.
+def config_path(path: str | Path, part: str) -> Path:
+    return Path(path) / f"{part}_config.json"
 
-    Args:
-        base_llm: ``{"name", "sha256"}`` of the frozen LLM (``ilm.lm.llm_fingerprint``).
-        extra: anything else worth recording (step, validation metrics).
-        modules: further trained modules by name, saved in the same file.
-    """
-    modules = dict(modules or {})
-    if {"qformer", "adapter"} & set(modules):
-        raise ValueError("'qformer' and 'adapter' are reserved module names")
+
+def weights_path(path: str | Path, part: str) -> Path:
+    return Path(path) / f"{part}_weights.safetensors"
+
+
+def save_part(path: str | Path, part: str, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write one part (tensors + JSON, ``format_version`` added) into directory ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_model(nn.ModuleDict({"qformer": qformer, "adapter": adapter, **modules}), str(path / WEIGHTS))
-    meta = {"format_version": FORMAT_VERSION, "base_llm": base_llm, "config": cfg.to_dict(),
-            "modules": sorted(modules),
-            "adapter": {"d_in": adapter.proj.in_features, "d_out": adapter.proj.out_features},
-            "extra": extra or {}}
-    (path / CONFIG).write_text(json.dumps(meta, indent=2))
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights_path(path, part)))
+    config_path(path, part).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2))
     return path
 
 
-def read_checkpoint_config(path: str | Path) -> dict:
-    """The checkpoint's JSON: format_version, base_llm, config, adapter, extra."""
-    return json.loads((Path(path) / CONFIG).read_text())
+def read_config(path: str | Path, part: str) -> dict:
+    """One part's JSON.
 
-
-def load_checkpoint(path: str | Path, base_llm: dict | None,
-                    modules: dict[str, nn.Module] | None = None) -> tuple[ILMConfig, ItemQFormer, Adapter]:
-    """Rebuild the Q-Former and adapter saved by ``save_checkpoint``.
-
-    Args:
-        modules: fresh instances of the further modules the checkpoint holds, loaded in place;
-            those not asked for are skipped.
-        base_llm: the fingerprint of the LLM these will be used with; None skips the check (only
-            for inspecting a checkpoint).
     Raises:
-        BaseLLMMismatch: the recorded base LLM's name or sha256 differs from ``base_llm``.
+        FileNotFoundError: the directory holds no such part.
+        ValueError: it was written in another format version.
     """
-    meta = read_checkpoint_config(path)
-    recorded = meta["base_llm"]
-    if base_llm is not None:
-        for key in ("name", "sha256"):
-            if recorded.get(key) != base_llm.get(key):
-                raise BaseLLMMismatch(
-                    f"checkpoint {path} was trained on base LLM {recorded}, but the given one is "
-                    f"{base_llm} ({key} differs)")
-    cfg = ILMConfig.from_dict(meta["config"])
-    qformer = ItemQFormer(cfg.qformer)
-    adapter = Adapter(meta["adapter"]["d_in"], meta["adapter"]["d_out"], cfg=cfg.adapter)
-    modules = dict(modules or {})
-    missing = set(modules) - set(meta.get("modules", []))
-    if missing:
-        raise KeyError(f"checkpoint {path} has no module(s) {sorted(missing)} "
-                       f"(it holds {meta.get('modules', [])})")
-    load_model(nn.ModuleDict({"qformer": qformer, "adapter": adapter, **modules}),
-               str(Path(path) / WEIGHTS), strict=not (set(meta.get("modules", [])) - set(modules)))
-    return cfg, qformer.eval(), adapter.eval()
+    file = config_path(path, part)
+    if not file.is_file():
+        held = sorted(p.name for p in Path(path).iterdir()) if Path(path).is_dir() else []
+        raise FileNotFoundError(f"{path} holds no '{part}' checkpoint part ({file.name} is missing; "
+                                f"it holds {held or 'nothing'})")
+    meta = json.loads(file.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{file} has format_version {meta.get('format_version')}; this code reads "
+                         f"version {FORMAT_VERSION} (retrain, or check out the code that wrote it)")
+    return meta
 
 
-QFORMER_WEIGHTS = "qformer.safetensors"
-QFORMER_CONFIG = "qformer_config.json"
+def read_tensors(path: str | Path, part: str) -> dict[str, torch.Tensor]:
+    return load_file(str(weights_path(path, part)))
+
+
+def check_same(recorded: dict, actual: dict, what: str, path: str | Path) -> None:
+    """Raise BaseLLMMismatch naming the first key where the recorded base LLM differs."""
+    for key in recorded:
+        if recorded[key] != actual.get(key):
+            raise BaseLLMMismatch(
+                f"checkpoint {path} was trained on base LLM {recorded}, but the given one's {what} "
+                f"is {actual} ({key} differs)")
+
+
+def untracked_trainables(module: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of ``module``'s trainable parameters whose storage none of ``tensors`` shares: what a
+    checkpoint of ``tensors`` would silently lose."""
+    stored = {t.data_ptr() for t in tensors.values()}
+    return [n for n, p in module.named_parameters() if p.requires_grad and p.data_ptr() not in stored]
+
+
+def prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    start = prefix + "."
+    return {k[len(start):]: v for k, v in tensors.items() if k.startswith(start)}
 
 
 def save_qformer(path: str | Path, qformer: ItemQFormer, extra: dict | None = None) -> Path:
     """A stage-1 checkpoint: the Q-Former alone (no LLM is involved yet) and its config."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(qformer, str(path / QFORMER_WEIGHTS))
-    (path / QFORMER_CONFIG).write_text(json.dumps(
-        {"format_version": FORMAT_VERSION, "qformer": asdict(qformer.cfg), "extra": extra or {}}, indent=2))
-    return path
+    return save_part(path, "qformer", qformer.state_dict(),
+                     {"qformer": asdict(qformer.cfg), "extra": extra or {}})
 
 
 def load_qformer(path: str | Path) -> ItemQFormer:
-    meta = json.loads((Path(path) / QFORMER_CONFIG).read_text())
-    qformer = ItemQFormer(QFormerConfig.from_dict(meta["qformer"]))
-    load_model(qformer, str(Path(path) / QFORMER_WEIGHTS))
+    qformer = ItemQFormer(QFormerConfig.from_dict(read_config(path, "qformer")["qformer"]))
+    qformer.load_state_dict(read_tensors(path, "qformer"))
     return qformer.eval()

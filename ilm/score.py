@@ -14,8 +14,6 @@ import torch
 from ilm.rec import ILMRecommender
 from ilm.tasks import collate, next_item_example
 
-CF_TABLE = "cf_item_embeds.npy"  # saved next to a stage-2 checkpoint: the CF rows it was trained on
-
 
 class ILMScorer:
     def __init__(self, model: ILMRecommender, n_recent: int = 3, batch_size: int = 8):
@@ -23,42 +21,16 @@ class ILMScorer:
         self._item_vecs: torch.Tensor | None = None
 
     @classmethod
-    def from_checkpoint(cls, path, lm=None, tokenizer=None, text_embeds=None, **kwargs) -> "ILMScorer":
-        """Load a stage-2 checkpoint (``training.ilm_stage2.save``) onto its base LLM.
+    def from_checkpoint(cls, path, lm=None, tokenizer=None, text_embeds=None, **kwargs) -> ILMScorer:
+        """Load a stage-2 checkpoint (``ILMRecommender.save_pretrained``) onto its base LLM.
 
         Args:
-            lm, tokenizer: the base LLM already loaded (else loaded from the recorded name); its
-                fingerprint must match the recorded one either way.
+            lm, tokenizer: the base LLM already loaded (else loaded from the recorded name); it
+                must be the recorded one either way (``ilm.checkpoint.BaseLLMMismatch``).
             text_embeds: the items' text embeddings, needed only for a UEM checkpoint.
+            kwargs: ``n_recent``, ``batch_size``.
         """
-        from pathlib import Path
-
-        from ilm.checkpoint import load_checkpoint, read_checkpoint_config
-        from ilm.features import CFTable
-        from ilm.lm import llm_fingerprint, load_llm
-        from ilm.model import ItemLanguageModel
-        from ilm.uem import UEMConfig, UEMEncoder
-
-        path = Path(path)
-        meta = read_checkpoint_config(path)
-        base, extra = meta["base_llm"], meta["extra"]
-        if lm is None:
-            lm, tokenizer = load_llm(base["name"], quantize=meta["config"].get("quantize", "nf4"))
-        fingerprint = llm_fingerprint(base["name"]) if base["name"] != "tiny" else base
-        table = CFTable(np.load(path / CF_TABLE))
-        d_lm = lm.get_input_embeddings().embedding_dim
-        uem = None
-        if extra.get("user_encoder") == "uem":
-            cfg_uem = UEMConfig.from_dict(extra["uem"])
-            uem = UEMEncoder(cfg_uem, meta["config"]["qformer"]["n_query"], d_lm)
-        probe = torch.nn.Linear(d_lm, meta["config"]["qformer"]["d_embed"])
-        modules = {"head": probe} | ({"uem": uem} if uem is not None else {})
-        cfg, qformer, adapter = load_checkpoint(path, fingerprint, modules=modules)
-        ilm = ItemLanguageModel(cfg, lm, tokenizer, qformer=qformer, adapter=adapter)
-        model = ILMRecommender(ilm, table, extra.get("user_encoder", "qformer"), uem, text_embeds,
-                               extra.get("history_len", 50))
-        model.head.load_state_dict(probe.state_dict())
-        return cls(model, **kwargs)
+        return cls(ILMRecommender.from_pretrained(path, lm, tokenizer, text_embeds), **kwargs)
 
     @property
     def item_vecs(self) -> torch.Tensor:

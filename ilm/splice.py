@@ -77,7 +77,7 @@ class Adapter(nn.Module):
 
     @classmethod
     def for_lm(cls, d_qformer: int, lm, cfg: AdapterConfig | None = None,
-               n_rows: int | None = None) -> "Adapter":
+               n_rows: int | None = None) -> Adapter:
         """An adapter sized and scaled for ``lm``'s input embeddings (``n_rows``: the rows to measure,
         default all; pass the tokenizer's size before the placeholders were added)."""
         emb = lm.get_input_embeddings()

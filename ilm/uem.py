@@ -23,12 +23,12 @@ class UEMConfig:
     dropout: float = 0.1
 
     @classmethod
-    def smoke(cls, **overrides) -> "UEMConfig":
+    def smoke(cls, **overrides) -> UEMConfig:
         return cls(**{**dict(d_text=8, hidden=16, n_layers=1, n_heads=2, max_len=6, dropout=0.0),
                       **overrides})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UEMConfig":
+    def from_dict(cls, d: dict) -> UEMConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -93,3 +93,11 @@ def fixture_catalog(data_root):
     from retrieval.data import load_dataset
     return build_catalog(load_dataset("ml-latest-small", data_root))
 
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory) -> str:
+    """A local model directory holding the tiny random LM and its tokenizer
+    (``tests.tiny_models.tiny_lm()``): what the smoke configs' LLM is pointed at in tests."""
+    from tests.tiny_models import save_tiny_lm
+
+    return save_tiny_lm(tmp_path_factory.mktemp("tiny_llm"))

@@ -1,26 +1,29 @@
 """Configs of an ILM training + evaluation run, loaded from ``training/configs/ilm_<name>.json``.
 
-  smoke    a tiny random LLM and a tiny Q-Former: the whole pipeline in seconds (tests)
+  smoke    the small LLM (SmolLM2-135M, fp32), a tiny Q-Former and a few steps: the whole
+           pipeline in minutes on a CPU; the tests point its LLM at a tiny random model instead
   default  CPU: stage 1 and stage 2 on ml-latest-small with the default LLM (Qwen2.5-Coder-1.5B,
-           NF4) inside 45 minutes on 2 cores; stage 2 is capped by a time budget
-  short    the default with a 4.5-minute stage-2 budget per run and fewer evaluation users (a
+           NF4); stage 2 is capped by a time budget (wall times: reports/ilm_ml-latest-small.md)
+  short    the default with half its stage-2 budget per run and fewer evaluation users (a
            second data set on a CPU when time is short)
   full     GPU: bigger Q-Former, more queries, many more stage-2 steps
   dialog   the dialog ranker's ILM (``training.ilm_dialog``): the small LLM (SmolLM2-135M, fp32),
            the conversational split, next-item prompts with requests, no ablations
-A JSON file holds overrides of the dataclass defaults, by section.
+A JSON file holds overrides of the dataclass defaults, by section (``training/config.py``). The
+ILM's own sections (``qformer``, ``adapter``, ``lora``) are the dataclasses of ``ilm/config.py``
+with their defaults; ``ILMRunConfig.ilm_config`` composes them with the stage-2 LLM into the ILM
+that stage 2 trains.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 
-from ilm.config import QFormerConfig
+from ilm.config import DEFAULT_LLM, DEFAULT_QUANTIZE, AdapterConfig, ILMConfig, LoRAConfig, QFormerConfig
 from ilm.uem import UEMConfig
 from retrieval.sasrec import SASRecConfig
+from training.config import apply_overrides, config_path
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ABLATIONS = {  # the paper's stage-1 ablations: which CF losses join the item-text ones
     "item_text": dict(item_item=False, user_item=False),
     "item_item": dict(item_item=True, user_item=False),
@@ -43,8 +46,8 @@ class Stage1Config:
 
 @dataclass
 class Stage2Config:
-    llm: str = "qwen2.5-coder-1.5b"  # also "smollm2-135m", a local dir, a hub id, or "tiny" (tests)
-    quantize: str = "nf4"
+    llm: str = DEFAULT_LLM           # a packaged name (``ilm.lm.SOURCES``), a local dir or a hub id
+    quantize: str = DEFAULT_QUANTIZE
     steps: int = 400
     time_budget_s: float = 0.0       # stop early when this many seconds have passed (0 = none)
     batch_size: int = 8
@@ -58,8 +61,7 @@ class Stage2Config:
     request_prob: float = 0.0        # next_item prompts that also carry a request ("They said: ...")
     history_len: int = 50            # history items behind a <user> mention
     max_target_tokens: int = 48
-    lora: bool = False               # also train LoRA adapters on the LLM (peft); off by default
-    lora_r: int = 8
+    lora: bool = False               # also train LoRA adapters on the LLM (their shape: section lora)
     log_every: int = 10
 
 
@@ -80,9 +82,9 @@ class EvalConfig:
 class ILMRunConfig:
     name: str = "default"
     seed: int = 0
-    qformer: QFormerConfig = field(default_factory=lambda: QFormerConfig(
-        n_query=4, hidden=128, n_layers=2, intermediate=512, cross_attention_freq=1,
-        text_max_len=32, d_embed=128))
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     uem: UEMConfig = field(default_factory=UEMConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -92,31 +94,17 @@ class ILMRunConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def ilm_config(self, d_cf: int) -> ILMConfig:
+        """The ILM stage 2 trains: its LLM, the Q-Former over CF embeddings of size ``d_cf``, the
+        adapter, and LoRA when ``stage2.lora``."""
+        return ILMConfig(llm=self.stage2.llm, quantize=self.stage2.quantize,
+                         qformer=replace(self.qformer, d_cf=d_cf), adapter=self.adapter,
+                         lora=self.lora if self.stage2.lora else None)
 
-SECTIONS = {"qformer": QFormerConfig, "uem": UEMConfig, "sasrec": SASRecConfig,
-            "stage1": Stage1Config, "stage2": Stage2Config, "eval": EvalConfig}
 
-
-def load_config(name_or_path: str, **top) -> ILMRunConfig:
-    """``smoke`` / ``default`` / ``full`` or a path to a JSON file of overrides."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"ilm_{name_or_path}.json"
-    if not path.is_file():
-        known = sorted(p.stem.removeprefix("ilm_") for p in CONFIG_DIR.glob("ilm_*.json"))
-        raise FileNotFoundError(f"no ILM config {name_or_path!r} ({path}); known: {known}")
-    overrides = json.loads(path.read_text())
-    cfg = ILMRunConfig(name=overrides.pop("name", path.stem.removeprefix("ilm_")))
-    for section, cls in SECTIONS.items():
-        given = overrides.pop(section, {})
-        unknown = set(given) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown {section} keys {sorted(unknown)}")
-        given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-        cfg = replace(cfg, **{section: replace(getattr(cfg, section), **given)})
-    if overrides:
-        unknown = set(overrides) - {"seed"}
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-        cfg = replace(cfg, **overrides)
-    return replace(cfg, **top) if top else cfg
+def load_config(name_or_path: str) -> ILMRunConfig:
+    """``smoke`` / ``default`` / ``short`` / ``full`` / ``dialog`` or a path to a JSON file of
+    overrides, applied by ``training.config`` (unknown keys are errors that name them)."""
+    path = config_path("ilm", name_or_path)
+    base = ILMRunConfig(name=path.stem.removeprefix("ilm_"))
+    return apply_overrides(base, json.loads(path.read_text()), str(path))

@@ -11,7 +11,9 @@ Differs from the offline ILM run (``training.ilm_run``) in three ways, each for 
     romance movie from the 1990s.", built from the next movie's genres and decade), as the ranker
     hook appends what the person said;
   - the LLM is the small one (SmolLM2-135M in fp32): the ranker calls the ILM on every turn, and
-    with the 1.5B default on 2 CPU cores that pass would cost ~1 s of the 2 s first-token budget.
+    with the 1.5B default on 2 CPU cores that pass would eat much of the first-token budget (the
+    small one's cost per user: reports/ilm_dialog_ml-latest-small.md; turn latency:
+    reports/sim_latency_ml-latest-small_intro.md).
     Only the user-item stage-1 variant is trained (no ablations).
 
 Its CF side is the product's own SASRec and its texts the product's MiniLM embeddings (both from
@@ -34,15 +36,15 @@ import torch
 
 from ilm.checkpoint import save_qformer
 from ilm.tasks import request_text
+from retrieval.eval.report import hardware, hardware_line
 from retrieval.metrics import rank_metrics
-from training.bench_offline import hardware
 from training.ilm_common import Prepared
 from training.ilm_config import load_config
 from training.ilm_eval import ilm_scores, rerank_ranks, retrieve
 from training.ilm_stage1 import run_stage1
-from training.ilm_stage2 import build_model, load_frozen_llm, save, task_builder, train_stage2
+from training.ilm_stage2 import build_model, load_frozen_llm, task_builder, train_stage2
 
-N_TEST_USERS = 200    # the dialog evaluation's default test sample (dialog.evaluate --n-users)
+N_TEST_USERS = 200    # the dialog evaluation's default test sample (dialog.eval.evaluate --n-users)
 
 
 def checkpoint_dir(artifacts: str | Path, dataset: str) -> Path:
@@ -51,7 +53,7 @@ def checkpoint_dir(artifacts: str | Path, dataset: str) -> Path:
 
 def check_users(split, n: int, seed: int, n_test_users: int = N_TEST_USERS) -> np.ndarray:
     """Users with a target, none of them in the dialog evaluation's test sample."""
-    from dialog.simulator import sample_users
+    from dialog.eval.simulator import sample_users
 
     test = set(sample_users(split, n_test_users, seed))
     return np.array(sample_users(split, n, seed + 7, exclude=test), dtype=np.int64)
@@ -75,7 +77,8 @@ def run(res, cfg, artifacts: Path, out_dir: Path, n_test_users: int = N_TEST_USE
     builder = task_builder(prep, cfg, exclude_items=s1_data.heldout_items)
     info = train_stage2(model, builder, cfg, prep.catalog.items["title"].tolist(), desc="stage 2 (dialog ILM)", log=log)
     curve = info.pop("curve")
-    save(model, ckpt, fingerprint, {**info, "split": prep.split.name, "request_prob": cfg.stage2.request_prob})
+    model.save_pretrained(ckpt, fingerprint, {**info, "split": prep.split.name,
+                                              "request_prob": cfg.stage2.request_prob})
 
     users = check_users(prep.split, cfg.eval.max_users, cfg.seed, n_test_users)
     if not len(users):
@@ -123,7 +126,7 @@ def markdown(r: dict) -> str:
     ab = r["stage1"]["ablations"]["user_item"]
     lines = [f"# The dialog ranker's ILM: {r['dataset']}", "",
              f"LLM {r['llm']['name']} ({r['llm']['quantize']}), config `{r['config_name']}`, seed {r['seed']}, "
-             f"split {r['split']}. Hardware: {r['hardware']}. Wall time {r['wall_s']} s.", "",
+             f"split {r['split']}. Hardware: {hardware_line(r['hardware'])}. Wall time {r['wall_s']} s.", "",
              f"Stage 1 (user-item variant): {ab['steps']} steps in {ab['train_s']} s; held-out item->text R@10 "
              f"{ab['item2text_recall@10']} (chance {r['stage1']['chance_recall@10']}).",
              f"Stage 2: {s2['steps']} steps of batch {r['config']['stage2']['batch_size']} in {s2['train_s']} s "

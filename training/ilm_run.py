@@ -22,13 +22,13 @@ import torch
 from ilm.checkpoint import save_qformer
 from ilm.lm import use_cpu_packed_4bit
 from ilm.tasks import collate
+from retrieval.eval.report import hardware, hardware_line
 from retrieval.text_encoder import TextEncoder
 from training import ilm_eval
-from training.bench_offline import hardware
 from training.ilm_common import prepare
 from training.ilm_config import ILMRunConfig, load_config
 from training.ilm_stage1 import run_stage1
-from training.ilm_stage2 import add_lora, build_model, load_frozen_llm, save, task_builder, train_stage2
+from training.ilm_stage2 import build_model, load_frozen_llm, task_builder, train_stage2
 
 PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
             "the catalogue minus the user's seen items; ties against the model; choices on validation")
@@ -55,22 +55,24 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
     titles = prep.catalog.items["title"].tolist()
 
     models, s2_report = {}, {}
-    for name, from_stage1, user_encoder in STAGE2_RUNS:
+    for i, (name, from_stage1, user_encoder) in enumerate(STAGE2_RUNS):
         qformer = copy.deepcopy(qformer_s1) if from_stage1 else None
+        if cfg.stage2.lora and i:  # LoRA goes into the LLM itself: each run needs its own copy
+            lm, tok, _ = load_frozen_llm(cfg.stage2.llm, cfg.stage2.quantize)
         torch.manual_seed(cfg.seed)
         model = build_model(prep, cfg, lm, tok, qformer, user_encoder)
-        if cfg.stage2.lora:
-            add_lora(model, cfg.stage2.lora_r)
         builder = task_builder(prep, cfg, exclude_items=s1_data.heldout_items)
         info = train_stage2(model, builder, cfg, titles, desc=f"stage 2 ({name})", log=log)
-        save(model, ds_dir / f"stage2_{name}", fingerprint, {k: v for k, v in info.items() if k != "curve"})
+        model.save_pretrained(ds_dir / f"stage2_{name}", fingerprint,
+                              {k: v for k, v in info.items() if k != "curve"})
         curves["stage2"][name] = info.pop("curve")
         s2_report[name] = {"from_stage1": from_stage1, "user_encoder": user_encoder,
                            "trainable_params": sum(p.numel() for p in model.trainable()), **info}
         models[name] = model
         log(f"stage 2 {name}: {info['steps']} steps in {info['train_s']}s ({info['stopped_by']})")
     if cfg.stage2.quantize == "nf4" and not torch.cuda.is_available():
-        use_cpu_packed_4bit(lm, True)  # no more backprop: the fast packed kernel is safe again
+        for model in models.values():  # no more backprop: the fast packed kernel is safe again
+            use_cpu_packed_4bit(model.ilm.lm, True)
 
     report_models = ilm_eval.next_item({"ilm": models["ilm"], "ilm_rand": models["ilm_rand"]}, prep, cfg, log)
     encoder = encoder or TextEncoder()
@@ -131,8 +133,9 @@ def markdown(r: dict) -> str:
     m = r["models"]
     lines = [f"# Item-Language Model: {r['dataset']}", "",
              f"LLM {r['llm']['name']} ({r['llm']['quantize']}, sha256 {r['llm']['sha256'][:12]}...), config "
-             f"`{r['config_name']}`, seed {r['seed']}, split {r['split']}. Hardware: {r['hardware']}. "
-             f"Wall time {r['wall_s']} s.", "", f"Protocol: {r['protocol']}.", "",
+             f"`{r['config_name']}`, seed {r['seed']}, split {r['split']}. "
+             f"Hardware: {hardware_line(r['hardware'])}. Wall time {r['wall_s']} s.", "",
+             f"Protocol: {r['protocol']}.", "",
              "## Next item (re-ranking SASRec's top candidates)", "",
              "| model | valid NDCG@10 | test NDCG@10 | test HR@10 | test NDCG@20 | users (test) | alpha (retriever weight) |",
              "|---|---|---|---|---|---|---|"]

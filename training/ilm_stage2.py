@@ -1,5 +1,6 @@
 """Stage 2: train the Q-Former, the adapter and the next-item head (and UEM, or LoRA when asked)
-in front of the frozen, quantized LLM, on the four tasks of ``ilm/tasks.py`` at once.
+in front of the frozen, quantized LLM, on the four tasks of ``ilm/tasks.py`` at once; the
+checkpoint is ``ILMRecommender.save_pretrained``.
 
 accelerate places the trainable modules and the optimizer; ``accelerate launch`` runs the same
 script on several GPUs (each process draws its own examples; gradients are averaged).
@@ -12,21 +13,19 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ilm.checkpoint import load_qformer, save_checkpoint
-from ilm.config import ILMConfig
+from ilm.checkpoint import load_qformer
 from ilm.features import CFTable
-from ilm.lm import llm_fingerprint, load_llm, tiny_lm
+from ilm.lm import llm_fingerprint, load_llm
 from ilm.model import ItemLanguageModel
 from ilm.qformer import ItemQFormer
 from ilm.rec import ILMRecommender
-from ilm.score import CF_TABLE
 from ilm.tasks import TaskBuilder, collate
 from ilm.uem import UEMEncoder
 from training.ilm_common import Prepared, prepare
@@ -34,34 +33,24 @@ from training.ilm_config import ILMRunConfig, load_config
 
 
 def load_frozen_llm(spec: str, quantize: str):
-    """(lm, tokenizer, fingerprint); "tiny" is a random 2-layer Qwen2 for tests."""
-    if spec == "tiny":
-        lm, tok = tiny_lm()
-        return lm, tok, {"name": "tiny", "sha256": "random-init-seed-0"}
+    """(lm, tokenizer, fingerprint of its files) of the LLM a config names."""
     lm, tok = load_llm(spec, quantize=quantize)
     return lm, tok, llm_fingerprint(spec)
 
 
 def build_model(prep: Prepared, cfg: ILMRunConfig, lm, tokenizer, qformer: ItemQFormer | None,
                 user_encoder: str = "qformer") -> ILMRecommender:
+    """The stage-2 model; with ``stage2.lora`` it adds LoRA adapters to ``lm`` itself, so each such
+    model needs its own loaded LLM."""
     table = CFTable(prep.sasrec.item_embeddings())
-    qcfg = replace(cfg.qformer, d_cf=table.dim)
-    ilm_cfg = ILMConfig(llm=cfg.stage2.llm, quantize=cfg.stage2.quantize, qformer=qcfg)
-    ilm = ItemLanguageModel(ilm_cfg, lm, tokenizer, qformer=qformer or ItemQFormer(qcfg))
+    ilm_cfg = cfg.ilm_config(table.dim)
+    ilm = ItemLanguageModel(ilm_cfg, lm, tokenizer, qformer=qformer)
     uem = None
     if user_encoder == "uem":
         d_lm = lm.get_input_embeddings().embedding_dim
-        uem = UEMEncoder(replace(cfg.uem, d_text=prep.text_embeds.shape[1]), qcfg.n_query, d_lm,
+        uem = UEMEncoder(replace(cfg.uem, d_text=prep.text_embeds.shape[1]), ilm_cfg.n_query, d_lm,
                          float(ilm.adapter.target_rms))
     return ILMRecommender(ilm, table, user_encoder, uem, prep.text_embeds, cfg.stage2.history_len)
-
-
-def add_lora(model: ILMRecommender, r: int) -> None:
-    """Wrap the LLM with peft LoRA adapters on the attention projections (trainable)."""
-    from peft import LoraConfig, get_peft_model
-
-    model.ilm.lm = get_peft_model(model.ilm.lm, LoraConfig(
-        r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
 
 
 def lr_scale(step: int, elapsed_s: float, warmup: int, steps: int, time_budget_s: float = 0.0) -> float:
@@ -135,20 +124,6 @@ def task_builder(prep: Prepared, cfg: ILMRunConfig, exclude_items=()) -> TaskBui
                        request_prob=cfg.stage2.request_prob)
 
 
-def save(model: ILMRecommender, path: Path, fingerprint: dict, extra: dict) -> Path:
-    """The trained modules + config (``ilm.checkpoint``) and the CF table they read
-    (``cf_item_embeds.npy``; derived from MovieLens ratings, so it stays outside the repo)."""
-    modules = {"head": model.head}
-    extra = {**extra, "user_encoder": model.user_encoder, "history_len": model.history_len}
-    if model.uem is not None:
-        modules["uem"] = model.uem
-        extra["uem"] = asdict(model.uem.cfg)
-    out = save_checkpoint(path, model.ilm.cfg, model.ilm.qformer, model.ilm.adapter, fingerprint,
-                          extra=extra, modules=modules)
-    np.save(out / CF_TABLE, model.table.embeds.numpy())
-    return out
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="ml-100k")
@@ -167,12 +142,10 @@ def main(argv=None) -> None:
     lm, tok, fp = load_frozen_llm(cfg.stage2.llm, cfg.stage2.quantize)
     qformer = load_qformer(args.stage1) if args.stage1 else None
     model = build_model(prep, cfg, lm, tok, qformer, args.user_encoder)
-    if cfg.stage2.lora:
-        add_lora(model, cfg.stage2.lora_r)
     titles = prep.catalog.items["title"].tolist()
     info = train_stage2(model, task_builder(prep, cfg), cfg, titles)
-    out = save(model, args.work / args.dataset / f"stage2_{args.user_encoder}", fp,
-               {k: v for k, v in info.items() if k != "curve"})
+    out = model.save_pretrained(args.work / args.dataset / f"stage2_{args.user_encoder}", fp,
+                                {k: v for k, v in info.items() if k != "curve"})
     print(json.dumps({k: v for k, v in info.items() if k != "curve"}, indent=2), "->", out)
 
 

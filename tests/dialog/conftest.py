@@ -67,6 +67,6 @@ def manager(resources):
 @pytest.fixture(scope="session")
 def tiny_chat():
     from dialog.llm import LocalChatModel
-    from ilm.lm import tiny_lm
+    from tests.tiny_models import tiny_lm
     model, tok = tiny_lm()
     return LocalChatModel(model=model, tokenizer=tok, spec="tiny", max_new_tokens=12)

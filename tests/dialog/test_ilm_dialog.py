@@ -17,20 +17,20 @@ def test_dialog_config_is_the_small_llm_on_requests():
 
 
 @pytest.fixture(scope="module")
-def trained(resources, tmp_path_factory):
+def trained(resources, tmp_path_factory, tiny_llm_dir):
     from training.ilm_dialog import run
 
     tmp = tmp_path_factory.mktemp("ilm_dialog")
     smoke = load_config("smoke")
     cfg = replace(smoke, stage1=replace(smoke.stage1, ablations=("user_item",)),
-                  stage2=replace(smoke.stage2, request_prob=0.5, n_negatives=8),
+                  stage2=replace(smoke.stage2, llm=tiny_llm_dir, request_prob=0.5, n_negatives=8),
                   eval=replace(smoke.eval, max_users=4, n_candidates=5))
     report = run(resources, cfg, tmp / "artifacts", tmp / "reports", n_test_users=6, log=lambda *a: None)
     return tmp, cfg, report
 
 
 def test_ilm_dialog_run_reports_and_checks_outside_the_test_users(trained, resources):
-    from dialog.simulator import sample_users
+    from dialog.eval.simulator import sample_users
     from training.ilm_dialog import check_users
 
     tmp, cfg, report = trained
@@ -49,8 +49,8 @@ def test_ilm_dialog_run_reports_and_checks_outside_the_test_users(trained, resou
 def test_the_checkpoint_feeds_the_ranker(trained, resources):
     from dialog.manager import build_manager
     from dialog.ranker import FEATURES, RankerWeights
-    from ilm.lm import tiny_lm
     from ilm.score import ILMScorer
+    from tests.tiny_models import tiny_lm
     from training.ilm_dialog import checkpoint_dir
 
     tmp, _, _ = trained

@@ -7,10 +7,10 @@ import torch
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from dialog.eval.systems import LLMOnlySystem
 from dialog.manager import build_manager
 from dialog.ranker import RankerWeights
 from dialog.reply import ReplyChecker, ReplyItem
-from dialog.systems import LLMOnlySystem
 from dialog.understand import TitleFinder
 
 
@@ -26,7 +26,7 @@ def test_local_chat_model_invoke_and_stream(tiny_chat):
 def varied_lm():
     """The tiny random LM with larger weights, so that its greedy output depends on the prompt (with
     the default initialisation it writes the same token whatever it reads)."""
-    from ilm.lm import tiny_lm
+    from tests.tiny_models import tiny_lm
     model, tok = tiny_lm()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

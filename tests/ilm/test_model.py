@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from ilm.config import ILMConfig
-from ilm.lm import tiny_lm
 from ilm.model import ItemLanguageModel
 from ilm.splice import build_prompt, make_labels
+from tests.tiny_models import save_tiny_lm, tiny_lm
 
 
 @pytest.fixture
@@ -66,10 +66,7 @@ def test_gradients_pass_a_4bit_lm_even_after_a_no_grad_generate(tmp_path):
     pytest.importorskip("bitsandbytes")
     from ilm.lm import load_llm
 
-    lm, tok = tiny_lm(hidden=64)
-    lm.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    lm4, tok4 = load_llm(str(tmp_path), quantize="nf4")
+    lm4, tok4 = load_llm(save_tiny_lm(tmp_path, hidden=64), quantize="nf4")
     assert type(lm4.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
     ilm = ItemLanguageModel(ILMConfig.smoke(), lm4, tok4)
     ids = _inputs(ilm, "i like <item> . watch the alien movie")

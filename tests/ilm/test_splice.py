@@ -2,9 +2,8 @@ import pytest
 import torch
 
 from ilm.config import AdapterConfig
-from ilm.lm import tiny_lm
-from ilm.splice import (Adapter, add_item_tokens, build_prompt, embedding_rms, make_labels,
-                        splice_embeds)
+from ilm.splice import Adapter, add_item_tokens, build_prompt, embedding_rms, make_labels, splice_embeds
+from tests.tiny_models import tiny_lm
 
 
 @pytest.fixture

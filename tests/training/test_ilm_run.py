@@ -1,5 +1,6 @@
-"""The ILM pipeline end to end on ml-100k with a tiny random LLM (config ``smoke``), config
-loading, and that stage 1 learns item <-> text matching on data where it is learnable."""
+"""The ILM pipeline end to end on ml-100k with a tiny random LLM (config ``smoke``, its LLM
+pointed at ``tests.tiny_models``' model saved to a directory), config loading, and that stage 1
+learns item <-> text matching on data where it is learnable."""
 import json
 from dataclasses import replace
 
@@ -11,47 +12,70 @@ from training.ilm_config import load_config
 
 
 def test_configs_load_and_reject_unknown_keys(tmp_path):
-    for name in ("smoke", "default", "short", "full"):
+    for name in ("smoke", "default", "short", "full", "dialog"):
         cfg = load_config(name)
         assert cfg.name == name and cfg.stage2.llm
     assert load_config("default").stage2.llm == "qwen2.5-coder-1.5b"
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"stage2": {"stepz": 3}}))
-    with pytest.raises(ValueError, match="stepz"):
-        load_config(str(bad))
+    for section, key in (("stage2", "stepz"), ("lora", "rank"), ("qformer", "n_queries")):
+        bad = tmp_path / f"bad_{section}.json"
+        bad.write_text(json.dumps({section: {key: 3}}))
+        with pytest.raises(ValueError, match=rf"bad_{section}.json.{section}: unknown keys \['{key}'\]"):
+            load_config(str(bad))
     with pytest.raises(FileNotFoundError, match="known"):
         load_config("nope")
 
 
+def test_the_run_composes_the_ilm_config_from_its_defaults(tmp_path):
+    from ilm.config import DEFAULT_LLM, DEFAULT_QUANTIZE, ILMConfig, LoRAConfig, QFormerConfig
+
+    default = load_config("default").ilm_config(d_cf=48)
+    assert default == ILMConfig(qformer=QFormerConfig(d_cf=48))     # every default is ilm/config's
+    assert (default.llm, default.quantize, default.lora) == (DEFAULT_LLM, DEFAULT_QUANTIZE, None)
+    path = tmp_path / "lora.json"
+    path.write_text(json.dumps({"stage2": {"lora": True}, "lora": {"r": 4, "target_modules": ["q_proj"]}}))
+    assert load_config(str(path)).ilm_config(d_cf=48).lora == LoRAConfig(r=4, target_modules=("q_proj",))
+
+
 def test_stage1_learns_a_learnable_item_text_match():
+    """32 items with orthogonal CF vectors and one distinct word each (no tokenizer, so no two
+    texts collide), ITC over all of them at once. On every seed and float kernel tried (seeds
+    0-9; ATEN_CPU_CAPABILITY unset, avx2 and default) the loss is under 0.1 with a third of the
+    steps to spare and Recall@1 ends at 1.0, far above the bar; the old toy (hashed words that
+    collide, random CF vectors, batches of 16, ITM and ITG too) passed or failed by CPU."""
     from ilm.features import CFTable
     from ilm.qformer import ItemQFormer
     from ilm.stage1_data import Stage1Data
-    from training.ilm_stage1 import make_tokenize, retrieval_recall, train_stage1
+    from training.ilm_stage1 import retrieval_recall, train_stage1
+
+    def tokenize(texts):  # [CLS]-like 1, then the item's own word
+        ids = torch.tensor([[1, 2 + int(t)] for t in texts])
+        return ids, torch.ones_like(ids)
 
     cfg = load_config("smoke")
     n = 32
     rng = np.random.default_rng(0)
-    train = [rng.permutation(n) for _ in range(8)]
-    qcfg = replace(cfg.qformer, d_cf=8, item_item=False, user_item=False)
-    data = Stage1Data(train, [f"word{i} film" for i in range(n)], CFTable(rng.normal(size=(n, 8))),
-                      make_tokenize(qcfg), holdout_frac=0.0)
+    cf = np.linalg.qr(rng.normal(size=(n, n)))[0] * np.sqrt(n)  # orthogonal rows of unit RMS
+    data = Stage1Data([rng.permutation(n) for _ in range(4)], [str(i) for i in range(n)],
+                      CFTable(cf), tokenize, holdout_frac=0.0)
+    qcfg = replace(cfg.qformer, d_cf=n, itm=False, itg=False, item_item=False, user_item=False)
     torch.manual_seed(0)
     qformer = ItemQFormer(qcfg)
     before = retrieval_recall(qformer, data, data.train_items)
-    info = train_stage1(qformer, data, replace(cfg.stage1, epochs=60, batch_size=16, lr=3e-3))
+    info = train_stage1(qformer, data, replace(cfg.stage1, epochs=120, batch_size=n, lr=3e-3))
     after = retrieval_recall(qformer, data, data.train_items)
     assert info["steps"] == 120 and info["items_per_s"] > 0
-    assert after["item2text_recall@1"] >= 0.5 > before["item2text_recall@1"]
-    assert info["curve"][-1]["itc"] < info["curve"][0]["itc"]
+    assert before["item2text_recall@1"] < 0.2                       # chance: 1 / 32
+    assert after["item2text_recall@1"] >= 0.9 and after["text2item_recall@1"] >= 0.9
+    assert info["curve"][-1]["itc"] < 0.1 < info["curve"][0]["itc"]
 
 
-def test_smoke_pipeline_on_ml_100k(tmp_path):
-    from ilm.lm import tiny_lm
+def test_smoke_pipeline_on_ml_100k(tmp_path, tiny_llm_dir):
     from ilm.score import ILMScorer
+    from tests.tiny_models import tiny_lm
     from training.ilm_run import run
 
-    cfg = load_config("smoke")
+    smoke = load_config("smoke")
+    cfg = replace(smoke, stage2=replace(smoke.stage2, llm=tiny_llm_dir))
     report = run("ml-100k", cfg, tmp_path / "work", tmp_path / "reports", log=lambda *a: None)
     saved = json.loads((tmp_path / "reports" / "ilm_ml-100k.json").read_text())
     assert saved["dataset"] == "ml-100k" and saved["seed"] == 0 and saved["hardware"]
