@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+
 from retrieval.cli import add_data_args
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
 from retrieval.cli import add_data_args
 
 

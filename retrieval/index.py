@@ -15,8 +15,8 @@ results come back whenever k items pass the filters, for every index kind.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -165,14 +165,14 @@ class ItemIndex:
 
     # ---- construction and persistence -------------------------------------------------
     @classmethod
-    def from_vectors(cls, vectors: np.ndarray, items: pd.DataFrame, kind: str = "flat", **kw) -> "ItemIndex":
+    def from_vectors(cls, vectors: np.ndarray, items: pd.DataFrame, kind: str = "flat", **kw) -> ItemIndex:
         return cls(build_index(vectors, kind, **kw), items)
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         save_index(self.index, path, extra)
 
     @classmethod
-    def load(cls, path: str | Path, items: pd.DataFrame) -> "ItemIndex":
+    def load(cls, path: str | Path, items: pd.DataFrame) -> ItemIndex:
         return cls(load_index(path), items)
 
     def __len__(self) -> int:

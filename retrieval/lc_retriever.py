@@ -7,7 +7,8 @@ overrides them for one call.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -39,10 +40,10 @@ class ItemTextRetriever(BaseRetriever):
     encoder: Callable[[list[str]], Any]
     k: int = 5
     exclude_ids: frozenset[int] = Field(default_factory=frozenset)
-    include_genres: Optional[list[str]] = None
-    exclude_genres: Optional[list[str]] = None
-    year_min: Optional[float] = None
-    year_max: Optional[float] = None
+    include_genres: list[str] | None = None
+    exclude_genres: list[str] | None = None
+    year_min: float | None = None
+    year_max: float | None = None
     require_all_genres: bool = False
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,

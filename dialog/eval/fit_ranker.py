@@ -22,10 +22,10 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from dialog.manager import build_manager
-from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights
 from dialog.eval.simulator import TargetFacts, TemplateSimulator, personas, run_conversation, sample_users
 from dialog.eval.systems import FullSystem
+from dialog.manager import build_manager
+from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights
 from retrieval.cli import add_data_args
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from retrieval.eval.report import hardware
 from retrieval.index import _as_matrix, build_index
 
+
 def _hardware(n_threads: int) -> dict:
     return {**hardware(), "faiss_threads": n_threads, "faiss": faiss.__version__}
 

@@ -14,9 +14,9 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 # CPU features that change which kernels torch, faiss, llama.cpp and bitsandbytes run.
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -89,7 +89,7 @@ class Run:
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     @classmethod
-    def for_module(cls, module: str, argv=None) -> "Run":
+    def for_module(cls, module: str, argv=None) -> Run:
         """A run whose command reads ``python -m <module> <argv>`` (argv: sys.argv[1:] if None)."""
         args = sys.argv[1:] if argv is None else list(argv)
         return cls(command=" ".join(["python", "-m", module, *map(shlex.quote, map(str, args))]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+
 from dialog.manager import Suggestion, TraceEntry, Turn
 from dialog.reply import RETRACT
 from dialog.state import DialogState

@@ -30,7 +30,8 @@ def test_hr_and_ndcg_by_hand():
 
 def test_evaluate_uses_the_right_history_per_phase():
     class Split:
-        valid = np.array([2, -1]); test = np.array([3, 1])
+        valid = np.array([2, -1])
+        test = np.array([3, 1])
         train = [np.array([0]), np.array([0, 2])]
 
         def history(self, u, phase):
