@@ -27,7 +27,6 @@ rank among SASRec's top candidates by the ILM alone, without and with the reques
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import torch
 
 from ilm.checkpoint import save_qformer
 from ilm.tasks import request_text
-from retrieval.eval.report import hardware, hardware_line
+from retrieval.eval.report import Run, run_line, write_report
 from retrieval.metrics import rank_metrics
 from training.ilm_common import Prepared
 from training.ilm_config import load_config
@@ -61,7 +60,7 @@ def check_users(split, n: int, seed: int, n_test_users: int = N_TEST_USERS) -> n
 
 def run(res, cfg, artifacts: Path, out_dir: Path, n_test_users: int = N_TEST_USERS, log=print) -> dict:
     """Train on ``res`` (``retrieval.resources.Resources``: its split, SASRec and text embeddings)."""
-    t0 = time.perf_counter()
+    meta = Run(command=f"training.ilm_dialog.run({res.dataset!r}, config {cfg.name!r})")
     torch.manual_seed(cfg.seed)
     dataset = res.dataset
     if res.split.name != "last-positive-holdout":
@@ -100,14 +99,12 @@ def run(res, cfg, artifacts: Path, out_dir: Path, n_test_users: int = N_TEST_USE
              "ilm_alone_with_request": metrics(rerank_ranks(ret, asked, 0.0)),
              "score_s_per_user": round(per_user_s, 4)}
     report = {"dataset": dataset, "split": prep.split.name, "seed": cfg.seed, "config_name": cfg.name,
-              "hardware": hardware(), "wall_s": round(time.perf_counter() - t0, 1),
               "llm": {**fingerprint, "quantize": cfg.stage2.quantize}, "checkpoint": str(ckpt),
               "stage1": s1_report, "stage2": info,
-              "stage2_loss_first_last": _first_last(curve), "check": check, "config": cfg.to_dict()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"ilm_dialog_{dataset}.json").write_text(json.dumps(report, indent=2, default=str))
-    (out_dir / f"ilm_dialog_{dataset}.md").write_text(markdown(report))
-    log(f"wrote {ckpt} and {out_dir}/ilm_dialog_{dataset}.md in {report['wall_s']}s")
+              "stage2_loss_first_last": _first_last(curve), "check": check, "config": cfg.to_dict(),
+              "run": meta.finish()}
+    write_report(out_dir, f"ilm_dialog_{dataset}", report, markdown)
+    log(f"wrote {ckpt} and {out_dir}/ilm_dialog_{dataset}.md in {report['run']['wall_s']}s")
     return report
 
 
@@ -126,7 +123,7 @@ def markdown(r: dict) -> str:
     ab = r["stage1"]["ablations"]["user_item"]
     lines = [f"# The dialog ranker's ILM: {r['dataset']}", "",
              f"LLM {r['llm']['name']} ({r['llm']['quantize']}), config `{r['config_name']}`, seed {r['seed']}, "
-             f"split {r['split']}. Hardware: {hardware_line(r['hardware'])}. Wall time {r['wall_s']} s.", "",
+             f"split {r['split']}. {run_line(r['run'])}", "",
              f"Stage 1 (user-item variant): {ab['steps']} steps in {ab['train_s']} s; held-out item->text R@10 "
              f"{ab['item2text_recall@10']} (chance {r['stage1']['chance_recall@10']}).",
              f"Stage 2: {s2['steps']} steps of batch {r['config']['stage2']['batch_size']} in {s2['train_s']} s "

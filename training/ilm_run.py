@@ -22,7 +22,7 @@ import torch
 from ilm.checkpoint import save_qformer
 from ilm.lm import use_cpu_packed_4bit
 from ilm.tasks import collate
-from retrieval.eval.report import hardware, hardware_line
+from retrieval.eval.report import Run, run_line, write_report
 from retrieval.text_encoder import TextEncoder
 from training import ilm_eval
 from training.ilm_common import prepare
@@ -41,9 +41,8 @@ STAGE2_RUNS = (  # name, start the Q-Former from stage 1?, user encoder
 
 def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=None, log=print,
         encoder=None) -> dict:
-    t0 = time.perf_counter()
+    meta = Run(command=f"training.ilm_run.run({dataset!r}, config {cfg.name!r})")
     torch.manual_seed(cfg.seed)
-    hw = hardware()
     prep = prepare(dataset, work, cfg.sasrec, data_dir, log=log)
     ds_dir = Path(work) / dataset
 
@@ -88,16 +87,15 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
     speed["stage2_batch_size"] = cfg.stage2.batch_size
 
     report = {"dataset": dataset, "protocol": PROTOCOL, "split": prep.split.name, "seed": cfg.seed,
-              "config_name": cfg.name, "hardware": hw, "wall_s": round(time.perf_counter() - t0, 1),
+              "config_name": cfg.name,
               "llm": {**fingerprint, "quantize": cfg.stage2.quantize},
               "n_users": prep.split.n_users, "n_items": prep.split.n_items,
               "retriever": "sasrec", "models": report_models, "stage1": s1_report, "stage2": s2_report,
-              "description": desc, "genre_pref": genre, "speed": speed, "config": cfg.to_dict()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"ilm_{dataset}.json").write_text(json.dumps(report, indent=2, default=str))
-    (out_dir / f"ilm_{dataset}.md").write_text(markdown(report))
+              "description": desc, "genre_pref": genre, "speed": speed, "config": cfg.to_dict(),
+              "run": meta.finish()}
+    write_report(out_dir, f"ilm_{dataset}", report, markdown)
     plot_curves(curves, out_dir / f"ilm_{dataset}_loss.png", dataset)
-    log(f"wrote {out_dir}/ilm_{dataset}.json, .md and _loss.png in {report['wall_s']}s")
+    log(f"wrote {out_dir}/ilm_{dataset}.json, .md and _loss.png in {report['run']['wall_s']}s")
     return report
 
 
@@ -134,7 +132,7 @@ def markdown(r: dict) -> str:
     lines = [f"# Item-Language Model: {r['dataset']}", "",
              f"LLM {r['llm']['name']} ({r['llm']['quantize']}, sha256 {r['llm']['sha256'][:12]}...), config "
              f"`{r['config_name']}`, seed {r['seed']}, split {r['split']}. "
-             f"Hardware: {hardware_line(r['hardware'])}. Wall time {r['wall_s']} s.", "",
+             f"{run_line(r['run'])}", "",
              f"Protocol: {r['protocol']}.", "",
              "## Next item (re-ranking SASRec's top candidates)", "",
              "| model | valid NDCG@10 | test NDCG@10 | test HR@10 | test NDCG@20 | users (test) | alpha (retriever weight) |",

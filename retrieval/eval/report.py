@@ -138,12 +138,10 @@ def write_report(out_dir, stem: str, data: dict, markdown: str | Callable[[dict]
 
 
 def _jsonable(obj):
-    """numpy scalars and arrays, Paths and tuples in reports."""
+    """numpy scalars and arrays as lists; anything else JSON cannot hold as its text."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return str(obj)     # Paths, dtypes and other config values: their text
 
 
 def md_table(header: list[str], rows: list[list]) -> list[str]:

@@ -36,7 +36,7 @@ def test_ilm_dialog_run_reports_and_checks_outside_the_test_users(trained, resou
     tmp, cfg, report = trained
     saved = json.loads((tmp / "reports" / "ilm_dialog_ml-latest-small.json").read_text())
     assert saved["split"] == "last-positive-holdout" == report["split"]
-    assert saved["hardware"] and saved["seed"] == 0 and saved["stage2"]["steps"] == cfg.stage2.steps
+    assert saved["run"]["hardware"]["cpu"] and saved["seed"] == 0 and saved["stage2"]["steps"] == cfg.stage2.steps
     check = saved["check"]
     assert check["n_users"] == 4
     for name in ("sasrec", "ilm_alone", "ilm_alone_with_request"):

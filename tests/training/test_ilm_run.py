@@ -78,7 +78,7 @@ def test_smoke_pipeline_on_ml_100k(tmp_path, tiny_llm_dir):
     cfg = replace(smoke, stage2=replace(smoke.stage2, llm=tiny_llm_dir))
     report = run("ml-100k", cfg, tmp_path / "work", tmp_path / "reports", log=lambda *a: None)
     saved = json.loads((tmp_path / "reports" / "ilm_ml-100k.json").read_text())
-    assert saved["dataset"] == "ml-100k" and saved["seed"] == 0 and saved["hardware"]
+    assert saved["dataset"] == "ml-100k" and saved["seed"] == 0 and saved["run"]["hardware"]["cpu_flags"] is not None
     assert (tmp_path / "reports" / "ilm_ml-100k_loss.png").stat().st_size > 1000
     md = (tmp_path / "reports" / "ilm_ml-100k.md").read_text()
     assert "Next item" in md and "Genre preference" in md
