@@ -112,6 +112,16 @@ SEEN_IT_RE = words_re(r"(?:already |i'?ve |have |i )?(?:seen|watched|saw) (?:it|
 SEEN_REF_RE = words_re(r"seen|watched|saw|already")
 DISLIKE_REF_RE = words_re(r"not|no|nope|isn'?t|wasn'?t|hate|didn'?t like|don'?t like|boring|awful|bad|"
                           r"meh|nah|doesn'?t appeal|not for me|skip")
+# A reaction to the movies the other side just named, by pronoun ("yes I loved that one", "those
+# were great", "not a fan of it"): it picks them out only when that turn named few (the rules' limit).
+REACTION_MAX_NAMED = 3
+PRONOUN_REF_RE = words_re(r"it|that one|this one|that|those|these|them|both|they|either|each")
+POSITIVE_RE = words_re(r"lov(?:e|ed|es)|lik(?:e|ed|es)|enjoy(?:ed|s)?|adored?|great|good|amazing|awesome|fun|"
+                       r"favou?rites?|excellent|fantastic|brilliant|classic|hilarious|so funny|best|"
+                       r"more like (?:it|that|those|them)")
+NEGATIVE_RE = words_re(r"didn'?t (?:like|love|enjoy)|did not (?:like|enjoy)|don'?t (?:like|love)|hated?|boring|"
+                       r"awful|terrible|bad|not (?:a fan|for me|good|great|my thing|that good)|wasn'?t (?:good|great)|"
+                       r"overrated|disappointing|meh")
 # these two read lower-cased text
 LIKE_WORD_RE = re.compile(r"\bmore like|\blike\b|\blove|\benjoy")
 NOT_LIKE_RE = re.compile(r"\b(?:don'?t|didn'?t|not|never)\s+(?:really\s+)?(?:like|love|enjoy)")
@@ -142,6 +152,7 @@ PRONOUN_STARTS = {"i", "i'm", "i'd", "i've", "i'll", "im", "id", "ive", "we", "w
                   "could", "would", "please", "hi", "hello", "hey", "thanks", "ok", "okay", "yes", "no",
                   "what", "why", "how", "something", "anything", "maybe", "sure", "great", "give", "show",
                   "recommend", "suggest", "tell", "find", "looking", "want", "need", "not", "nothing", "also"}
+YEAR_TITLE_RE = re.compile(r"\((1[89]\d\d|20\d\d)\)")      # "It Follows (2014)": a title with its year
 QUOTED_RE = re.compile(r"[\"“”«]([^\"“”«»]{2,80})[\"“”»]")
 CAP_RUN_RE = re.compile(r"\b([A-Z][\w'’:-]*(?:\s+(?:of|the|a|an|and|in|on|to|for|with|at|de|la|le|du|"
                         r"[A-Z0-9][\w'’:-]*))*)")
@@ -212,3 +223,40 @@ KIDS_WORDS = ("kid", "kids", "children", "little ones", "son", "daughter", "todd
               "kid-friendly", "child-friendly")
 FAMILY_WORDS = ("family", "family-friendly", "parents", "grandparents")
 DATE_WORDS = ("date", "date night")
+
+# ---- words that are rarely titles on their own ----------------------------------------------------
+
+# Everyday words: a title made only of them ("Them", "Yes Man", "The Night", "Love") is taken only
+# with strong evidence (quotes, a year, or written exactly as the title with its capitals mid-sentence).
+COMMON_WORDS = set("""
+a about above after again against all also always am an and any are as at back be because been before
+being below between both but by can could did do does doing done down during each else even ever every
+few for from further get gets getting go goes going gone good got great had has have having he her here
+hers herself him himself his how i if in into is it its itself just know last least less let like liked
+likes little lot lots love loved loves made make man many may me men might mine more most much must my
+myself need never new nice night no nor not now of off often oh ok okay old on once one ones only or other
+others our ours ourselves out over own pretty quite rather really right said same saw say see seen she
+should since so some something still such sure take than thank thanks that the their theirs them
+themselves then there these they thing things think this those though through thought time to too two
+under until up us very want was watch watched way we well were what when where which while who whom why
+will with would yeah yes yet you your yours yourself yourselves kill nerve fun funny cool awesome bad best
+better big day first fine go guess hey hi hello hope kind maybe movie movies film films show shows okay
+people person story thing true wait wow yep nope sounds sound look looks looking something anything
+everything nothing always sometimes usually new old young life world home family friends
+nobody somebody everybody anyone someone everyone nowhere somewhere here today tonight tomorrow
+yesterday weekend monday tuesday wednesday thursday friday saturday sunday morning evening
+""".split())
+
+# Common first names: a name alone ("Paul", "Emma") is a person far more often than the film of that
+# name; such titles need quotes or a year.
+FIRST_NAMES = set("""
+aaron adam alan albert alex alice amanda amy andrew angela anna anne anthony arnold ben benjamin bill
+bob brad brian bruce carl carol caroline charles charlie chris christian christopher daniel danny david
+dennis diane donald dustin ed eddie edward elizabeth ellen emily emma eric frank fred gary george grace
+harry helen henry jack jackie jake james jane jason jeff jennifer jerry jessica jim jimmy joe john johnny
+jon jonathan joseph josh julia julie karen kate katherine keanu kevin kim larry laura leo linda lisa
+lucy luke margaret maria mark martin mary matt matthew max meg melissa michael michelle mike morgan
+nancy natalie nick nicole oliver patrick paul peter philip rachel ray richard rick robert robin ryan
+sam samantha sandra sarah scott sean stephen steve steven susan thomas tim timothy tom tommy tony
+victor will william
+""".split())

@@ -34,6 +34,7 @@ from dialog.understand.lexicon import (
     MOOD_RE,
     NEG_RE,
     NEGATED_PHRASE_RE,
+    NEGATIVE_RE,
     NONEXISTENT_RE,
     NOT_LIKE_RE,
     NOT_NEW_RE,
@@ -41,6 +42,9 @@ from dialog.understand.lexicon import (
     OLD_RE,
     ORDINAL_RE,
     ORDINALS,
+    POSITIVE_RE,
+    PRONOUN_REF_RE,
+    REACTION_MAX_NAMED,
     RECENT_RE,
     REJECT_ALL_RE,
     RESET_RE,
@@ -70,7 +74,7 @@ def parse_message(text: str, finder: TitleFinder, catalog_genres: list[str], n_l
     rest = _read_titles(u, text, finder)                    # 1
     low = rest.lower()
     if n_last:
-        _read_references(u, low, n_last)                    # 2
+        _read_references(u, low, n_last)                    # 2, 2a
     _read_explanation(u, low)
     rest = _read_years(u, rest, low, max_catalog_year)      # 3
     _read_genres(u, rest, catalog_genres)                   # 4
@@ -132,6 +136,22 @@ def _read_references(u: Understanding, low: str, n_last: int) -> None:
         u.seen_refs = [0]
     if REJECT_ALL_RE.search(rest_refs) and not (u.like_refs or u.seen_refs):
         u.reject_all = True
+    _read_reaction(u, rest_refs, n_last, bool(ords))
+
+
+def _read_reaction(u: Understanding, low: str, n_last: int, has_ordinals: bool) -> None:
+    """2a. A verdict on the last few named movies by pronoun ("loved that one", "those were great",
+    "not a fan of it"): all of them are liked / disliked. Only when the last turn named at most
+    ``REACTION_MAX_NAMED`` (a person recommending one or two movies, not a list of five, where "it" is
+    ambiguous), the message names no title and no position of its own, and no rejection was read."""
+    if n_last > REACTION_MAX_NAMED or has_ordinals or u.reject_all or u.like_refs or u.dislike_refs:
+        return
+    if any(m.item_id is not None or m.candidates for m in u.titles) or not PRONOUN_REF_RE.search(low):
+        return
+    if NEGATIVE_RE.search(low):
+        u.dislike_refs = list(range(n_last))
+    elif POSITIVE_RE.search(low) and not NEG_RE.search(low):
+        u.like_refs = list(range(n_last))
 
 
 def _read_explanation(u: Understanding, low: str) -> None:
