@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from retrieval.catalog import Catalog, build_catalog
 from retrieval.data import load_dataset
-from retrieval.sasrec import SASRec, SASRecConfig, SASRecNet
+from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import Split, leave_one_out
 from retrieval.text_encoder import item_text_embeddings
 
@@ -51,22 +50,24 @@ def prepare(dataset: str, work_dir: Path, sasrec_cfg: SASRecConfig | None = None
 
 
 def _sasrec(split: Split, cfg: SASRecConfig, work_dir: Path, log) -> tuple[SASRec, float]:
-    """SASRec fitted on split.train, cached as ``sasrec.pt`` + ``sasrec.json`` (its config)."""
+    """SASRec fitted on split.train, cached as ``sasrec.pt`` (``SASRec.save``) + ``sasrec.json``
+    (the cache key: config, n_items, train size; and the training time)."""
     weights, meta_path = work_dir / "sasrec.pt", work_dir / "sasrec.json"
     wanted = {"config": asdict(cfg), "n_items": split.n_items,
               "n_train": int(sum(len(t) for t in split.train))}
-    model = SASRec(cfg)
     if weights.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if {k: meta.get(k) for k in wanted} == wanted:
-            model.n_items = split.n_items
-            model.net = SASRecNet(split.n_items, cfg)
-            model.net.load_state_dict(torch.load(weights, map_location="cpu"))
-            model.net.eval()
-            log(f"SASRec: reused {weights} (trained in {meta['train_s']:.0f}s)")
-            return model, meta["train_s"]
+            try:
+                model = SASRec.load(weights, device=cfg.device)
+            except ValueError as e:                  # e.g. a cache written before SASRec.save existed
+                log(f"SASRec: not reusing the cache ({e})")
+            else:
+                log(f"SASRec: reused {weights} (trained in {meta['train_s']:.0f}s)")
+                return model, meta["train_s"]
     log("SASRec: training on the training split ...")
+    model = SASRec(cfg)
     info = model.fit(split.train, split.n_items)
-    torch.save(model.net.state_dict(), weights)
+    model.save(weights)
     meta_path.write_text(json.dumps({**wanted, "train_s": info["train_s"]}, indent=2))
     return model, info["train_s"]

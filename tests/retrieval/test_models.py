@@ -7,7 +7,7 @@ import torch
 from retrieval.bpr import BPR, BPRConfig, _sample_negatives
 from retrieval.embeddings import load_embeddings, save_embeddings
 from retrieval.pop import Popularity
-from retrieval.sasrec import SASRec, SASRecConfig
+from retrieval.sasrec import SASRec, SASRecConfig, full_softmax_ce
 
 N_ITEMS = 12
 
@@ -152,6 +152,89 @@ def test_sasrec_same_seed_same_model():
     b.fit(seqs, N_ITEMS)
     np.testing.assert_array_equal(a.item_embeddings(), b.item_embeddings())
 
+
+
+def test_sasrec_fit_is_seeded_and_leaves_the_callers_rng_alone():
+    seqs = successor_seqs()
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    plain = tiny_sasrec(epochs=2, dropout=0.2)
+    plain.fit(seqs, N_ITEMS)
+    torch.testing.assert_close(torch.rand(3), expected_next)           # caller's RNG stream untouched
+    # a callback that draws random numbers does not change the model
+    noisy = tiny_sasrec(epochs=2, dropout=0.2)
+    noisy.fit(seqs, N_ITEMS, on_epoch_end=lambda epoch, model: torch.rand(100))
+    np.testing.assert_array_equal(plain.item_embeddings(), noisy.item_embeddings())
+    other_seed = tiny_sasrec(epochs=2, dropout=0.2, seed=1)
+    other_seed.fit(seqs, N_ITEMS)
+    assert not np.array_equal(plain.item_embeddings(), other_seed.item_embeddings())
+
+
+def test_sasrec_save_load_round_trip_gives_identical_scores(tmp_path):
+    model = tiny_sasrec(epochs=2, dropout=0.2)
+    model.fit(successor_seqs(), N_ITEMS)
+    model.save(tmp_path / "sasrec.pt")
+    loaded = SASRec.load(tmp_path / "sasrec.pt")
+    assert loaded.config == model.config and loaded.n_items == N_ITEMS
+    assert not loaded.net.training
+    histories = [np.array([3]), np.array([1, 2, 3, 4, 5]), np.arange(20) % N_ITEMS]
+    np.testing.assert_array_equal(loaded.score(np.arange(3), histories), model.score(np.arange(3), histories))
+    np.testing.assert_array_equal(loaded.item_embeddings(), model.item_embeddings())
+
+
+def test_sasrec_load_refuses_incomplete_or_foreign_files(tmp_path):
+    model = tiny_sasrec(epochs=1)
+    model.fit(successor_seqs(), N_ITEMS)
+    bare = tmp_path / "bare.pt"                                          # a bare state_dict
+    torch.save(model.net.state_dict(), bare)
+    with pytest.raises(ValueError, match="bare.pt is not a SASRec checkpoint: missing state_dict, config, n_items"):
+        SASRec.load(bare)
+    model.save(tmp_path / "ok.pt")
+    ckpt = torch.load(tmp_path / "ok.pt", weights_only=True)
+    no_n = tmp_path / "no_n_items.pt"
+    torch.save({k: v for k, v in ckpt.items() if k != "n_items"}, no_n)
+    with pytest.raises(ValueError, match="missing n_items"):
+        SASRec.load(no_n)
+    odd = tmp_path / "odd_config.pt"
+    torch.save({**ckpt, "config": {**ckpt["config"], "n_experts": 4}}, odd)
+    with pytest.raises(ValueError, match="unknown SASRec config fields.*n_experts"):
+        SASRec.load(odd)
+    wrong = tmp_path / "wrong_dim.pt"
+    torch.save({**ckpt, "config": {**ckpt["config"], "dim": 16, "n_heads": 1}}, wrong)
+    with pytest.raises(ValueError, match="weights do not fit"):
+        SASRec.load(wrong)
+
+
+def test_sasrec_save_needs_a_fitted_model(tmp_path):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        tiny_sasrec().save(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_full_softmax_ce_matches_cross_entropy_and_its_gradients(chunk):
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(50, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(30, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 30, (50,), generator=gen)
+    ref = torch.nn.functional.cross_entropy(hidden @ weights.T, targets)
+    ref_grads = torch.autograd.grad(2.5 * ref, (hidden, weights))
+    out = full_softmax_ce(hidden, weights, targets, chunk)
+    grads = torch.autograd.grad(2.5 * out, (hidden, weights))
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+
+
+def test_full_softmax_ce_hand_computed():
+    # two items, logits (0, ln 3) for one step with target 1: CE = ln 4 - ln 3; d/dlogits = (1/4, -1/4)
+    hidden = torch.tensor([[1.0]], requires_grad=True)
+    weights = torch.tensor([[0.0], [float(np.log(3.0))]], requires_grad=True)
+    loss = full_softmax_ce(hidden, weights, torch.tensor([1]))
+    loss.backward()
+    assert abs(loss.item() - float(np.log(4 / 3))) < 1e-6
+    torch.testing.assert_close(weights.grad, torch.tensor([[0.25], [-0.25]]))
+    torch.testing.assert_close(hidden.grad, torch.tensor([[-0.25 * float(np.log(3.0))]]))
 
 # -- embeddings file format ---------------------------------------------------------------------
 
