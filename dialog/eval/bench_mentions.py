@@ -209,8 +209,7 @@ def main(argv=None) -> dict:
                 samples = sorted(samples, key=lambda s: _shuffle_key(s.id))[:a.limit]
             report["parts"][part] = measure(samples, finder, mapper, catalog, max_year)
         report["run"] = run.finish(catalogue=a.dataset, limit=a.limit)
-        paths = write_report(a.out, f"mentions_{ds}", report, markdown)
-        print(paths["md"].read_text())
+        write_report(a.out, f"mentions_{ds}", report, markdown, echo=True)
         reports[ds] = report
     return reports
 

@@ -181,7 +181,7 @@ def main(argv=None) -> dict:
     report = {"dataset": a.dataset, "gold": Path(a.gold).name, "n_cases": len(cases),
               "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths,
               "run": meta.finish()}
-    print(write_report(a.out, f"understanding_{a.dataset}", report, markdown)["md"].read_text())
+    write_report(a.out, f"understanding_{a.dataset}", report, markdown, echo=True)
     return report
 
 

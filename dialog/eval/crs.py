@@ -389,8 +389,7 @@ def main(argv=None) -> dict:
                   for name, (_, _, c) in outside_lists.items()]
         report["run"] = run.finish(catalogue=a.dataset, artifacts=str(Path(a.artifacts) / a.dataset),
                                    notes=[n for n in notes if n])
-        paths = write_report(a.out, f"crs_{ds}", report, markdown)
-        print(paths["md"].read_text())
+        write_report(a.out, f"crs_{ds}", report, markdown, echo=True)
         reports[ds] = report
     return reports
 

@@ -241,8 +241,7 @@ def main(argv=None) -> dict:
     report["run"] = run.finish(split=f"{res.split.name} (target = each user's last movie rated >= 4)",
                                artifacts=str(Path(a.artifacts) / a.dataset), llm=a.llm, notes=notes)
     stem = f"sim_{a.dataset}" if a.simulator == "template" else f"sim_{a.simulator}_{a.dataset}"
-    paths = write_report(a.out, stem, report, markdown, plot)
-    print(paths["md"].read_text())
+    write_report(a.out, stem, report, markdown, plot, echo=True)
     return report
 
 

@@ -144,8 +144,7 @@ def main(argv=None) -> dict:
                  "passed, 2nd try" if "passed the" in r["reply_log"] else "no LLM")
         opening = r["reply"].split("\n")[0].replace("|", "/")
         md.append(f"| {r['user']} | {r['turn']} | {r['first_token_s']:.2f} | {r['total_s']:.2f} | {check} | {opening} |")
-    write_report(a.out, stem, report, "\n".join(md))
-    print("\n".join(md))
+    write_report(a.out, stem, report, "\n".join(md), echo=True)
     return report
 
 

@@ -113,13 +113,14 @@ def run_line(meta: dict) -> str:
 
 
 def write_report(out_dir, stem: str, data: dict, markdown: str | Callable[[dict], str],
-                 plot: Callable[[dict, Path], None] | None = None) -> dict[str, Path]:
+                 plot: Callable[[dict, Path], None] | None = None, echo: bool = False) -> dict[str, Path]:
     """Write ``<out_dir>/<stem>.json`` (``data``), ``.md`` and, with ``plot``, ``.png``.
 
     Args:
         data: the report; by convention it holds the ``Run.finish()`` dict under "run".
         markdown: the Markdown text, or a function of ``data`` that returns it.
         plot: ``plot(data, path)`` draws the PNG (matplotlib with the Agg backend).
+        echo: also print the Markdown (commands show their report when they end).
     Returns:
         {"json": path, "md": path[, "png": path]}.
     """
@@ -129,6 +130,8 @@ def write_report(out_dir, stem: str, data: dict, markdown: str | Callable[[dict]
     paths["json"].write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
     text = markdown(data) if callable(markdown) else markdown
     paths["md"].write_text(text if text.endswith("\n") else text + "\n")
+    if echo:
+        print(text)
     if plot is not None:
         import matplotlib
         matplotlib.use("Agg")
