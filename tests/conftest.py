@@ -48,19 +48,22 @@ def synthetic_ratings(n_users: int = 12, seed: int = 0) -> list[tuple[int, int, 
     return rows
 
 
-def write_latest_small(root: Path, rows=None) -> Path:
+TAGS = ["1,3,cyberpunk,1", "2,3,Cyberpunk,2", "2,3,keanu,3"]
+
+
+def write_latest_small(root: Path, rows=None, movies=MOVIES, tags=TAGS) -> Path:
+    """ml-latest-small's four CSV files for ``movies`` (default the 20 fixture movies) under root."""
     d = root / "ml-latest-small"
     d.mkdir(parents=True)
     rows = rows or synthetic_ratings()
     crlf = "\r\n"
     (d / "movies.csv").write_text(crlf.join(["movieId,title,genres"] + [
-        f'{m},"{t}",{g}' if "," in t else f"{m},{t},{g}" for m, t, g in MOVIES]) + crlf, encoding="utf-8")
+        f'{m},"{t}",{g}' if "," in t else f"{m},{t},{g}" for m, t, g in movies]) + crlf, encoding="utf-8")
     (d / "ratings.csv").write_text(crlf.join(["userId,movieId,rating,timestamp"] + [
         f"{u},{m},{r},{t}" for u, m, r, t in rows]) + crlf, encoding="utf-8")
     (d / "links.csv").write_text(crlf.join(["movieId,imdbId,tmdbId"] + [
-        f"{m},{1000000 + m:07d},{m}" for m, _, _ in MOVIES]) + crlf, encoding="utf-8")
-    (d / "tags.csv").write_text(crlf.join(["userId,movieId,tag,timestamp",
-                                           "1,3,cyberpunk,1", "2,3,Cyberpunk,2", "2,3,keanu,3"]) + crlf)
+        f"{m},{1000000 + m:07d},{m}" for m, _, _ in movies]) + crlf, encoding="utf-8")
+    (d / "tags.csv").write_text(crlf.join(["userId,movieId,tag,timestamp", *tags]) + crlf)
     return root
 
 

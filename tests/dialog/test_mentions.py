@@ -33,16 +33,9 @@ MOVIES = [
 def catalog(tmp_path_factory):
     from retrieval.catalog import build_catalog
     from retrieval.data import load_dataset
-    root = tmp_path_factory.mktemp("mentions")
-    d = root / "ml-latest-small"
-    d.mkdir()
-    (d / "movies.csv").write_text("\n".join(["movieId,title,genres"] + [
-        f'{m},"{t}",{g}' if "," in t else f"{m},{t},{g}" for m, t, g in MOVIES]) + "\n", encoding="utf-8")
-    (d / "ratings.csv").write_text("\n".join(["userId,movieId,rating,timestamp"] + [
-        f"{u},{m},4.0,{1000 + 10 * u + m}" for u in (1, 2, 3) for m, _, _ in MOVIES]) + "\n")
-    (d / "links.csv").write_text("\n".join(["movieId,imdbId,tmdbId"] + [
-        f"{m},{2000000 + m:07d},{m}" for m, _, _ in MOVIES]) + "\n")
-    (d / "tags.csv").write_text("userId,movieId,tag,timestamp\n")
+    from tests.conftest import write_latest_small
+    rows = [(u, m, 4.0, 1000 + 10 * u + m) for u in (1, 2, 3) for m, _, _ in MOVIES]
+    root = write_latest_small(tmp_path_factory.mktemp("mentions"), rows, movies=MOVIES, tags=[])
     return build_catalog(load_dataset("ml-latest-small", root))
 
 
