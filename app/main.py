@@ -2,7 +2,12 @@
 launch the chat page (or, with ``--print-recs``, print one turn's suggestions without a browser).
 
   python -m app.main [--host 127.0.0.1] [--port 7860] [--dataset ml-latest-small]
-                     [--artifacts artifacts] [--llm SPEC | --small] [--db conversations.sqlite]
+                     [--artifacts artifacts] [--llm SPEC | --small | --no-llm] [--llm-backend auto]
+                     [--db conversations.sqlite]
+
+The default LLM (Qwen2.5-Coder-1.5B through llama.cpp when it is installed) writes the replies'
+opening sentence; every title it writes is checked against the catalogue. ``--no-llm`` serves
+rules and template replies (fast, no model).
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from ilm.config import DEFAULT_LLM
+from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -29,10 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     add_data_args(ap)
     llm = ap.add_mutually_exclusive_group()
-    llm.add_argument("--llm", default=None,
-                     help="LLM for understanding and replies: qwen2.5-coder-1.5b, smollm2-135m or a local "
-                          "directory (default: none, rules and template replies)")
+    llm.add_argument("--llm", default=DEFAULT_LLM,
+                     help=f"LLM for the replies: {DEFAULT_LLM} (default), {SMALL_LLM}, a GGUF file or a "
+                          "local model directory")
     llm.add_argument("--small", action="store_true", help=f"use the small fast LLM ({SMALL_LLM}) for quick demos")
+    llm.add_argument("--no-llm", action="store_true", help="no LLM: rules and template replies (fast)")
+    add_runtime_args(ap)
     ap.add_argument("--ilm", default=None, type=Path, metavar="CHECKPOINT",
                     help="the dialog ILM (`make ilm-dialog` writes <artifacts>/<dataset>/ilm_dialog): its score "
                          "joins the ranker, with the weights fitted with it (default: none)")
@@ -51,10 +60,20 @@ def load_manager(args):
     from dialog.manager import build_manager
     from retrieval.resources import load_resources
     resources = load_resources(args.dataset, args.artifacts, data_dir=args.data_dir)
-    llm = SMALL_LLM if args.small else args.llm
+    llm = chosen_llm(args)
     if args.ilm is not None and not Path(args.ilm).is_dir():
         raise FileNotFoundError(f"no dialog ILM checkpoint at {args.ilm}; train one with `make ilm-dialog`")
-    return build_manager(resources, llm=llm, ilm=args.ilm), resources
+    return build_manager(resources, llm=llm, runtime=runtime_config(args), ilm=args.ilm), resources
+
+
+def chosen_llm(args) -> str | None:
+    return None if args.no_llm else SMALL_LLM if args.small else args.llm
+
+
+def llm_line(manager, llm: str | None) -> str:
+    chat = getattr(manager.reply_writer, "chat", None)
+    backend = getattr(chat, "backend", None)
+    return "none (rules and template replies)" if llm is None else f"{llm} via {backend}" if backend else llm
 
 
 def print_recs(manager, message: str, user_id: int | None) -> None:
@@ -84,8 +103,10 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     manager.respond(manager.new_state(), "a comedy")   # loads the lazily loaded text encoder before anyone waits
     print(f"[app] warm-up turn {time.perf_counter() - t1:.1f}s", flush=True)
-    print(f"[app] ready in {time.perf_counter() - t0:.1f}s (llm: {SMALL_LLM if args.small else args.llm or 'none'})",
+    print(f"[app] ready in {time.perf_counter() - t0:.1f}s (llm: {llm_line(manager, chosen_llm(args))})",
           flush=True)
+    for note in manager.notes:
+        print(f"[app] note: {note}", flush=True)
     if args.print_recs is not None:
         print_recs(manager, args.print_recs, args.user)
         return 0
@@ -98,7 +119,7 @@ def main(argv=None) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    meta = {"dataset": args.dataset, "llm": SMALL_LLM if args.small else args.llm}
+    meta = {"dataset": args.dataset, "llm": llm_line(manager, chosen_llm(args))}
     demo = build_ui(manager, store, user_ids=[int(u) for u in resources.split.user_ids],
                     reports_dir=args.reports, meta=meta, title="Movie chat")
     demo.queue(default_concurrency_limit=args.concurrency)

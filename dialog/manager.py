@@ -23,10 +23,11 @@ import numpy as np
 
 from dialog.policy import RulePolicy
 from dialog.ranker import Ranker, RankerWeights, default_weights_path
-from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, explain_reply, template_reply
+from dialog.reply import RETRACT, LLMReplyWriter, ReplyChecker, ReplyItem, explain_reply, template_reply
 from dialog.state import DialogState
 from dialog.tools import ExplainArgs, FilterArgs, RankArgs, RankRecorder, RetrieveArgs, Toolbox
 from dialog.understand import LLMUnderstander, TitleFinder, Understanding, parse_message, truncate
+from ilm.config import RuntimeConfig
 
 DEFAULT_K = 5
 LIKED_SEED = 10          # a returning user's latest positively rated movies become "liked"
@@ -103,6 +104,7 @@ class DialogManager:
         self.understander = understander
         self.reply_writer = reply_writer
         self.k = k
+        self.notes: list[str] = []      # for the person running it (e.g. a fallback LLM backend)
 
     # ---- users ----
     def _history(self, user_id: int | None) -> list[int]:
@@ -271,14 +273,22 @@ class DialogManager:
         if action.kind in ("recommend", "refine"):
             if self.reply_writer is not None and reply_items:
                 log: list[str] = []
-                gen = self.reply_writer.stream(text, reply_items, notes, new.turn, log)
-                while True:
-                    try:
-                        yield next(gen)
-                    except StopIteration as stop:
-                        reply = stop.value
-                        break
-                trace.append(TraceEntry("reply", {"writer": "llm"}, len(reply_items), "; ".join(log), timer.ms()))
+                writer = "llm"
+                try:
+                    gen = self.reply_writer.stream(text, reply_items, notes, new.turn, log)
+                    while True:
+                        try:
+                            yield next(gen)
+                        except StopIteration as stop:
+                            reply = stop.value
+                            break
+                except Exception as e:      # the LLM failed mid-reply: the template answers instead
+                    log.append(f"reply: the LLM failed ({type(e).__name__}: {str(e)[:160]}); used the template")
+                    writer = "template (LLM failed)"
+                    reply = template_reply(reply_items, notes, new.turn)
+                    yield RETRACT
+                    yield from _chunks(reply)
+                trace.append(TraceEntry("reply", {"writer": writer}, len(reply_items), "; ".join(log), timer.ms()))
             else:
                 reply = template_reply(reply_items, notes, new.turn)
                 trace.append(TraceEntry("reply", {"writer": "template"}, len(reply_items), "", timer.ms()))
@@ -478,21 +488,22 @@ def _summarise(u: Understanding, catalog) -> str:
 
 
 def build_manager(resources, llm: str | None = None, *, weights: str | Path | RankerWeights | None = None,
-                  quantize: str = "nf4", chat=None, ilm_scorer: Callable | None = None,
+                  runtime: RuntimeConfig | None = None, chat=None, ilm_scorer: Callable | None = None,
                   ilm: str | Path | None = None,
-                  llm_understanding: bool = False, reply_mode: str = "intro", k: int = DEFAULT_K,
+                  llm_understanding: bool = False, reply_mode: str = "intro", reply_tokens: int | None = None,
+                  k: int = DEFAULT_K,
                   policy=None, recorder: RankRecorder | None = None) -> DialogManager:
     """The recommender over loaded resources.
 
     Args:
         resources: ``retrieval.resources.Resources``.
-        llm: None (rules + template replies), or a spec for ``ilm.lm.load_llm``
-            ("qwen2.5-coder-1.5b", "smollm2-135m", a local directory); loaded, then warmed up
-            (``DialogManager.warm_up``).
+        llm: None (rules + template replies), or a spec for ``ilm.runtime.load_runtime``
+            ("qwen2.5-coder-1.5b", "smollm2-135m", a GGUF, a local directory); loaded, then warmed
+            up (``DialogManager.warm_up``).
         weights: ranker weights (a JSON path or ``RankerWeights``); default: the fitted weights
             shipped in ``dialog/ranker_weights/<dataset>.json`` (``<dataset>_ilm.json`` with an
             ILM), else the unfitted prior (a warning).
-        quantize: for ``load_llm``.
+        runtime: how to load ``llm`` (backend, quantization, context; ``ilm.config.RuntimeConfig``).
         chat: an already built LangChain chat model (overrides ``llm``; tests pass a tiny one).
         ilm_scorer: ``(state, candidate_ids) -> scores`` from the ILM; the feature is 0 without it.
         ilm: a dialog ILM checkpoint (``training.ilm_dialog``) to load as ``ilm_scorer``.
@@ -505,6 +516,7 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
             movies with their reasons; fits the CPU budget: reports/sim_latency_ml-latest-small_*.md)
             or "full" (the LLM writes the whole reply, checked against the chosen titles). See
             ``dialog.reply.LLMReplyWriter``.
+        reply_tokens: the reply writer's generation budget (default: the writer's, per mode).
         k: suggestions per turn.
         policy: see ``DialogManager``; default ``RulePolicy``.
         recorder: ``(candidate_ids, features)`` called on every rank call (``Toolbox``).
@@ -530,15 +542,16 @@ def build_manager(resources, llm: str | None = None, *, weights: str | Path | Ra
     loaded = chat is None and llm is not None
     if loaded:
         from dialog.llm import LocalChatModel
-        chat = LocalChatModel.load(llm, quantize=quantize)
+        chat = LocalChatModel.load(llm, runtime)
     finder = TitleFinder(resources.titles)
     understander = reply_writer = None
     if chat is not None:
         if llm_understanding:
             understander = LLMUnderstander(chat, finder, resources.catalog.genres)
-        reply_writer = LLMReplyWriter(chat, ReplyChecker(finder), mode=reply_mode)
+        reply_writer = LLMReplyWriter(chat, ReplyChecker(finder), mode=reply_mode, max_new_tokens=reply_tokens)
     manager = DialogManager(resources, toolbox, policy=policy, understander=understander,
                             reply_writer=reply_writer, k=k, finder=finder)
+    manager.notes = list(getattr(getattr(chat, "runtime", None), "notes", []))
     if loaded:
         manager.warm_up()
     return manager

@@ -251,6 +251,14 @@ class LLMReplyWriter:
             msgs = intro_messages("Hi") if self.mode == "intro" else reply_messages("Hi", [], [])
             self.chat.warm_up(msgs)
 
+    @staticmethod
+    def _note_truncation(chunk, log: list[str]) -> None:
+        meta = getattr(chunk, "response_metadata", None) or {}
+        turns, tokens = meta.get("truncated_turns", 0), meta.get("truncated_tokens", 0)
+        if turns or tokens:
+            log.append(f"reply: the prompt did not fit the LLM's context: left out the "
+                             f"{turns} oldest turn(s) and {tokens} token(s)")
+
     def stream(self, user_text: str, items: list[ReplyItem], notes: list[str], turn: int,
                log: list[str]) -> Iterator[str]:
         """Yield reply chunks as generated; the generator's return value is the final, checked reply
@@ -267,7 +275,7 @@ class LLMReplyWriter:
         tail = "\n" + template_reply(items, [], turn, intro="")
         messages = intro_messages(intro_request(user_text, self.checker.finder))
         for attempt in range(2):
-            gen = self._opening(messages, attempt)
+            gen = self._opening(messages, attempt, log)
             while True:
                 try:
                     piece = next(gen)
@@ -288,7 +296,7 @@ class LLMReplyWriter:
         log.append("reply: used the template")
         return template_reply(items, notes, turn)
 
-    def _opening(self, messages, attempt: int) -> Iterator[str]:
+    def _opening(self, messages, attempt: int, log: list[str]) -> Iterator[str]:
         """The opening sentence, piece by piece as generated, without surrounding quotes or blanks
         (trailing ones are held back until more text follows); returns the whole sentence. It ends
         at the first line break after some text: closing the stream stops generation there. The
@@ -297,6 +305,7 @@ class LLMReplyWriter:
         chunks = self.chat.stream(messages, max_new_tokens=self.max_new_tokens, seed=attempt, do_sample=attempt > 0)
         try:
             for chunk in chunks:
+                self._note_truncation(chunk, log)
                 raw += getattr(chunk, "content", str(chunk))
                 body = raw.lstrip()
                 line = body.split("\n")[0]
@@ -317,6 +326,7 @@ class LLMReplyWriter:
             text = ""
             for chunk in self.chat.stream(messages, max_new_tokens=self.max_new_tokens, seed=attempt,
                                           do_sample=attempt > 0):
+                self._note_truncation(chunk, log)
                 piece = getattr(chunk, "content", str(chunk))
                 text += piece
                 if attempt == 0:

@@ -16,6 +16,10 @@ USER_TOKEN = "<user>"
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 SMALL_LLM = "smollm2-135m"
 DEFAULT_QUANTIZE = "nf4"
+# Inference backends of ilm.runtime. "auto": llamacpp on a CPU when llama-cpp-python is installed
+# and the model is a GGUF; transformers otherwise (and on a GPU); openai when a URL is given.
+LLM_BACKENDS = ("auto", "llamacpp", "transformers", "openai")
+DEFAULT_LLM_BACKEND = "auto"
 MINILM_VOCAB_SIZE = 30522  # bert-base-uncased vocabulary of the MiniLM text tokenizer
 
 
@@ -126,3 +130,14 @@ class ILMConfig:
         known = {f.name for f in fields(cls)}
         return cls(qformer=qformer, adapter=adapter, lora=lora,
                    **{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class RuntimeConfig:
+    """How ``ilm.runtime.load_runtime`` loads an LLM for inference."""
+
+    backend: str = DEFAULT_LLM_BACKEND   # one of LLM_BACKENDS
+    quantize: str = DEFAULT_QUANTIZE     # transformers backend: "nf4" or "none"
+    n_ctx: int = 2048                    # prompt + new tokens
+    n_threads: int | None = None         # llamacpp: CPU threads (default: all cores)
+    base_url: str | None = None          # openai: e.g. http://127.0.0.1:8000/v1

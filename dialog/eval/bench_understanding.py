@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dialog.understand import LLMUnderstander, Understanding, parse_message
+from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, run_line, write_report
 
@@ -160,7 +161,7 @@ def main(argv=None) -> dict:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap, reports=True)
     ap.add_argument("--llm", default=None, help="LLM for the llm path (e.g. qwen2.5-coder-1.5b); rules only without it")
-    ap.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
+    add_runtime_args(ap)
     ap.add_argument("--gold", default=str(GOLD), help="JSONL of labelled messages")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -174,12 +175,13 @@ def main(argv=None) -> dict:
     und = None
     if a.llm:
         from dialog.llm import LocalChatModel
-        chat = LocalChatModel.load(a.llm, quantize=a.quantize)
+        chat = LocalChatModel.load(a.llm, runtime_config(a))
         und = LLMUnderstander(chat, manager.finder, manager.genres)
         und.understand("Hello!", [])   # warm-up (weight repacking, prefix cache): not timed
     paths = run(cases, manager.finder, manager.genres, und, progress=not a.no_progress)
     report = {"dataset": a.dataset, "gold": Path(a.gold).name, "n_cases": len(cases),
-              "llm": f"{a.llm} ({a.quantize})" if a.llm else None, "paths": paths,
+              "llm": f"{a.llm} ({chat.backend})" if a.llm else None,
+              "backend": chat.backend if a.llm else None, "paths": paths,
               "run": meta.finish()}
     write_report(a.out, f"understanding_{a.dataset}", report, markdown, echo=True)
     return report

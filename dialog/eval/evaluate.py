@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, run_line, write_report
 
@@ -135,7 +136,7 @@ def main(argv=None) -> dict:
                         "reports go to sim_<dataset>.* for template, sim_<simulator>_<dataset>.* otherwise")
     p.add_argument("--llm", default=None, help="LLM for llm_only / the LLM simulator / full-system replies "
                                                "(qwen2.5-coder-1.5b, smollm2-135m or a local dir)")
-    p.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
+    add_runtime_args(p)
     p.add_argument("--llm-users", type=int, default=None,
                    help="run LLM-generating systems on only the first N of the sampled users")
     p.add_argument("--full-llm-replies", action="store_true",
@@ -181,7 +182,7 @@ def main(argv=None) -> dict:
     chat = None
     if a.llm:
         from dialog.llm import LocalChatModel
-        chat = LocalChatModel.load(a.llm, quantize=a.quantize)
+        chat = LocalChatModel.load(a.llm, runtime_config(a))
     facts = TargetFacts(res.catalog, res.text_embeds, res.popularity)
     if a.simulator == "llm":
         sim = LLMSimulator(facts, chat, a.cache or Path(a.out) / f"sim_cache_{a.dataset}.json", seed=a.seed)
@@ -232,7 +233,7 @@ def main(argv=None) -> dict:
         report["systems"][name] = summarise(convs, a.max_turns, a.seed)
         report["segments"][name] = segments(convs, facts, res)
         if name == "llm_only":
-            notes.append(f"llm_only: {a.llm} ({a.quantize}) on {len(group)} users; it named {system.named} "
+            notes.append(f"llm_only: {a.llm} ({chat.backend}) on {len(group)} users; it named {system.named} "
                          f"titles, {system.unmatched} of which matched no catalogue movie.")
         if isinstance(sim, LLMSimulator):
             sim.save_cache()

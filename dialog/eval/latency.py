@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, run_line, write_report
 
@@ -59,7 +60,7 @@ def main(argv=None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, reports=True)
     p.add_argument("--llm", default="qwen2.5-coder-1.5b")
-    p.add_argument("--quantize", default="nf4", choices=("nf4", "none"))
+    add_runtime_args(p)
     p.add_argument("--n-users", type=int, default=8)
     p.add_argument("--turns", type=int, default=2)
     p.add_argument("--llm-understanding", action="store_true", help="also extract state updates with the LLM")
@@ -80,11 +81,10 @@ def main(argv=None) -> dict:
     run = Run.for_module("dialog.eval.latency", argv)
     res = load_resources(a.dataset, a.artifacts, a.data_dir)
     t_load = time.perf_counter()
-    chat = LocalChatModel.load(a.llm, quantize=a.quantize)
+    chat = LocalChatModel.load(a.llm, runtime_config(a))
     load_s = time.perf_counter() - t_load
-    mgr = build_manager(res, chat=chat, llm_understanding=a.llm_understanding, reply_mode=a.reply_mode)
-    if a.max_new_tokens:
-        mgr.reply_writer.max_new_tokens = a.max_new_tokens
+    mgr = build_manager(res, chat=chat, llm_understanding=a.llm_understanding, reply_mode=a.reply_mode,
+                        reply_tokens=a.max_new_tokens)
     warm_up_s = mgr.warm_up()
     sim = TemplateSimulator(TargetFacts(res.catalog, res.text_embeds, res.popularity), seed=a.seed)
     people = personas(res.split, sample_users(res.split, a.n_users, a.seed))
@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
     first_ok = sum("attempt 1 passed" in r["reply_log"] for r in llm_rows)
     llm_ok = sum("passed the" in r["reply_log"] for r in llm_rows)
     cpu_share = round(sum(r["cpu_s"] for r in rows) / max(sum(total), 1e-9), 2)
-    report = {"dataset": a.dataset, "llm": a.llm, "quantize": a.quantize, "llm_understanding": a.llm_understanding,
+    report = {"dataset": a.dataset, "llm": a.llm, "backend": chat.backend,
+              "quantize": a.quantize if chat.backend == "transformers" else None, "llm_understanding": a.llm_understanding,
               "reply_mode": a.reply_mode, "n_users": len(people), "n_turns": len(rows),
               "max_new_tokens": mgr.reply_writer.max_new_tokens, "seed": a.seed,
               "llm_load_s": round(load_s, 1), "warm_up_s": warm_up_s,
@@ -124,7 +125,7 @@ def main(argv=None) -> dict:
     meta = report["run"]
     stem = f"sim_latency_{a.dataset}_{a.reply_mode}" + ("_llmu" if a.llm_understanding else "")
     md = [f"# Per-turn latency with the LLM: {a.dataset}", "",
-          f"LLM {a.llm} ({a.quantize}), reply mode {a.reply_mode}, LLM understanding "
+          f"LLM {a.llm} (backend {chat.backend}), reply mode {a.reply_mode}, LLM understanding "
           f"{'on' if a.llm_understanding else 'off (rules)'}, reply budget {mgr.reply_writer.max_new_tokens} new tokens; {len(rows)} turns of {len(people)} simulated test users "
           f"(seed {a.seed}). LLM load {report['llm_load_s']} s, warm-up {warm_up_s} s.", "", run_line(meta), "",
           f"Load average (1, 5, 15 min) at the end: {', '.join(map(str, meta['load_average_at_end']))}. "

@@ -69,4 +69,4 @@ def tiny_chat():
     from dialog.llm import LocalChatModel
     from tests.tiny_models import tiny_lm
     model, tok = tiny_lm()
-    return LocalChatModel(model=model, tokenizer=tok, spec="tiny", max_new_tokens=12)
+    return LocalChatModel.from_hf(model, tok, spec="tiny", max_new_tokens=12)

@@ -43,8 +43,8 @@ REQUESTS = ["a scary alien movie please", "something funny", "i love old war fil
 def test_prefix_cache_gives_the_same_output_as_no_cache(varied_lm):
     from dialog.llm import LocalChatModel
     model, tok = varied_lm
-    plain = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=12, prefix_cache=False)
-    cached = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=12)
+    plain = LocalChatModel.from_hf(model, tok, max_new_tokens=12, prefix_cache=False)
+    cached = LocalChatModel.from_hf(model, tok, max_new_tokens=12)
     outs = []
     for text in REQUESTS:
         msgs = [SystemMessage(SYSTEM), HumanMessage(text)]
@@ -56,7 +56,7 @@ def test_prefix_cache_gives_the_same_output_as_no_cache(varied_lm):
         assert cached.invoke(msgs, do_sample=True, seed=2).content == plain.invoke(msgs, do_sample=True, seed=2).content
         outs.append(a.content)
     assert len(set(outs)) == len(REQUESTS)      # the output depends on the prompt: equality above means something
-    (prefix_ids, kv), = cached._prefixes.values()  # one system text, computed once ...
+    (prefix_ids, kv), = cached.runtime.prefixes.values()  # one system text, computed once ...
     assert kv.get_seq_length() == len(prefix_ids)  # ... and never extended: every call worked on a copy
     no_system = cached.invoke([HumanMessage(REQUESTS[0])])
     assert no_system.response_metadata["cached_prompt_tokens"] == 0 and no_system.content == \
@@ -66,7 +66,7 @@ def test_prefix_cache_gives_the_same_output_as_no_cache(varied_lm):
 def test_stop_strings_and_closing_a_stream_end_generation(varied_lm):
     from dialog.llm import LocalChatModel
     model, tok = varied_lm
-    chat = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=30)
+    chat = LocalChatModel.from_hf(model, tok, max_new_tokens=30)
     msgs = [SystemMessage(SYSTEM), HumanMessage("something funny")]
     full = chat.invoke(msgs)
     word = full.content.split()[3]
@@ -166,7 +166,8 @@ def test_llm_only_maps_titles_to_the_catalogue(resources):
 def test_real_small_llm_writes_checked_replies(resources):
     """SmolLM2-135M from its PyPI package: every reply either passes the title check or is the template."""
     from dialog.llm import LocalChatModel
-    chat = LocalChatModel.load("smollm2-135m", quantize="none")
+    from ilm.config import RuntimeConfig
+    chat = LocalChatModel.load("smollm2-135m", RuntimeConfig(backend="transformers", quantize="none"))
     m = build_manager(resources, weights=RankerWeights.prior(), chat=chat, llm_understanding=True)
     t = m.respond(m.new_state(), "something like Alien but funnier")
     assert t.suggestions and all(s.title in t.reply for s in t.suggestions)
