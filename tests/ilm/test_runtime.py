@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from ilm.runtime import (EMBED, LOGPROBS, VECTORS, LLMRuntime, RuntimeConfig, SamplingOptions,
-                         Unsupported, choose_backend, drain, load_runtime)
+from ilm.runtime import (
+    EMBED,
+    LOGPROBS,
+    VECTORS,
+    LLMRuntime,
+    RuntimeConfig,
+    SamplingOptions,
+    Unsupported,
+    choose_backend,
+    drain,
+    load_runtime,
+)
 
 SYSTEM = "You recommend movies. Answer with one short sentence."
 TURNS = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "A funny space movie, please?"}]
