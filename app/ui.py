@@ -239,6 +239,7 @@ def build_ui(manager, store=None, *, user_ids=None, reports_dir="reports", meta:
         cards = gr.State([])
         gr.Markdown(f"# {fmt.esc(title)}\nTell me what you feel like watching: a genre, a mood, a movie "
                     "you liked, a decade. Then use the buttons on the suggestions.", elem_id="mc-title")
+        gr.Markdown(fmt.llm_line_md(app.meta.get("llm"), getattr(manager, "notes", [])), elem_id="mc-llm")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 with gr.Row(equal_height=False):

@@ -2,7 +2,8 @@
 ``gradio_client`` against a local server, T turns each; writes ``reports/load.md``.
 
   python -m app.eval.loadtest [--people 20] [--turns 5] [--dataset ml-latest-small] [--artifacts artifacts]
-                         [--llm SPEC | --small] [--url http://127.0.0.1:7860] [--out reports/load.md]
+                         [--llm SPEC | --small | --no-llm] [--llm-backend auto] [--url http://127.0.0.1:7860]
+                         [--out reports]
 
 Without ``--url`` it starts ``python -m app.main`` on a free port with a fresh SQLite file and stops
 it afterwards. Cross-talk checks: every person asks for movies made after their own year, so
@@ -158,8 +159,10 @@ def main(argv=None) -> int:
     ap.add_argument("--url", default=None, help="an already running server (default: start one)")
     add_data_args(ap, reports=True)
     llm = ap.add_mutually_exclusive_group()
-    llm.add_argument("--llm", default=None)
-    llm.add_argument("--small", action="store_true")
+    llm.add_argument("--llm", default=None, help="the server's LLM (default: the app's default LLM)")
+    llm.add_argument("--small", action="store_true", help="the small LLM (smollm2-135m)")
+    llm.add_argument("--no-llm", action="store_true", help="rules and template replies")
+    ap.add_argument("--llm-backend", default=None, help="the server's --llm-backend (default: auto)")
     ap.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
     ap.add_argument("--ready-timeout", type=float, default=600)
     ap.add_argument("--note", default="", help="a sentence about this run to put in the report")
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
 
     proc, db, log_path = None, None, None
     url = args.url
-    llm_used = "small (smollm2-135m)" if args.small else (args.llm or "none (rules + template replies)")
+    llm_used = "?"
     if url is None:
         tmp = Path(tempfile.mkdtemp(prefix="loadtest-"))
         db, log_path = tmp / "conversations.sqlite", tmp / "server.log"
@@ -180,8 +183,12 @@ def main(argv=None) -> int:
             cmd += ["--data-dir", args.data_dir]
         if args.small:
             cmd += ["--small"]
+        elif args.no_llm:
+            cmd += ["--no-llm"]
         elif args.llm:
             cmd += ["--llm", args.llm]
+        if args.llm_backend:
+            cmd += ["--llm-backend", args.llm_backend]
         print(f"[load] starting {' '.join(cmd)} (log: {log_path})", flush=True)
         proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     else:
@@ -189,6 +196,9 @@ def main(argv=None) -> int:
     try:
         t_ready = time.perf_counter()
         wait_ready(url, proc, args.ready_timeout)
+        if log_path is not None:        # the server says which LLM and backend it loaded
+            m = re.search(r"\(llm: (.*)\)\s*$", log_path.read_text(errors="replace"), re.M)
+            llm_used = m.group(1) if m else "?"
         print(f"[load] server ready after {time.perf_counter() - t_ready:.0f}s; "
               f"{args.people} people x {args.turns} turns ...", flush=True)
         results = {"latencies": [], "errors": [], "problems": [], "turns_done": 0}

@@ -26,6 +26,16 @@ def test_corrupt_artefact_is_named(real_manager, tmp_path, capsys):
 
 def test_print_recs(real_manager, capsys):
     _, _, root = real_manager
-    assert main(["--artifacts", str(root / "artifacts"), "--data-dir", str(root), "--print-recs", "a comedy"]) == 0
+    assert main(["--artifacts", str(root / "artifacts"), "--data-dir", str(root), "--no-llm", "--print-recs", "a comedy"]) == 0
     out = capsys.readouterr().out
     assert "1. " in out and "score" in out
+
+
+def test_an_llm_that_cannot_load_leaves_the_chat_usable(real_manager, tmp_path, capsys):
+    _, _, root = real_manager
+    missing = tmp_path / "missing.gguf"
+    assert main(["--artifacts", str(root / "artifacts"), "--data-dir", str(root), "--llm", str(missing),
+                 "--llm-backend", "llamacpp", "--print-recs", "a comedy"]) == 0
+    captured = capsys.readouterr()
+    assert "could not be loaded" in captured.err and "missing.gguf" in captured.err
+    assert "1. " in captured.out and "llm: none" in captured.out and "make llm-weights" in captured.out
