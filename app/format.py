@@ -31,6 +31,9 @@ def plain_markdown(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape("" if text is None else str(text), quote=False))
 
 
+QUEUED_TEXT = "… _(queued: the assistant is finishing another reply; yours comes next)_"
+
+
 def llm_line_md(llm: str | None, notes: list[str]) -> str:
     """The line under the title that says who writes the replies, and any note about it."""
     who = plain_markdown(llm) if llm else "rules and templates"

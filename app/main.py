@@ -48,7 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--db", default=None, type=Path,
                     help="SQLite file for conversations (default: <artifacts>/conversations.sqlite)")
     ap.add_argument("--reports", default="reports", type=Path, help="folder the evaluation tab reads")
-    ap.add_argument("--concurrency", type=int, default=2, help="turns computed at once (default 2)")
+    ap.add_argument("--concurrency", type=int, default=2, help="turns computed at once (default 2; the LLM "
+                    "writes one reply at a time, the other waits and the page says it is queued)")
+    ap.add_argument("--queue-size", type=int, default=64,
+                    help="turns that may wait; beyond it a person is told the page is busy (default 64)")
     ap.add_argument("--print-recs", metavar="MESSAGE", default=None,
                     help="print the reply and suggestions for MESSAGE and exit (no browser)")
     ap.add_argument("--user", type=int, default=None, help="with --print-recs: start as this MovieLens user")
@@ -141,7 +144,8 @@ def main(argv=None) -> int:
     meta = {"dataset": args.dataset, "llm": llm_line(manager, chosen_llm(args))}
     demo = build_ui(manager, store, user_ids=[int(u) for u in resources.split.user_ids],
                     reports_dir=args.reports, meta=meta, title="Movie chat")
-    demo.queue(default_concurrency_limit=args.concurrency)
+    # Turns beyond the queue's size get Gradio's "queue is full, try again" at once, never a hang.
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     print(f"[app] serving on http://{args.host}:{args.port} (conversations -> {args.db})", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, show_error=False, quiet=True, **launch_options())
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import format as fmt
-from dialog.reply import Retract
+from dialog.reply import Queued, Retract
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,10 @@ class ChatApp:
                     reply = ""
                     chat[-1] = {"role": "assistant", "content": "…"}
                     yield (gr_skip(), list(chat), session, _cards_value(session.cards)) + self._panels(session, notice)
+                elif isinstance(part, Queued):     # the LLM is writing someone else's reply first
+                    if not reply:
+                        chat[-1] = {"role": "assistant", "content": fmt.QUEUED_TEXT}
+                        yield (gr_skip(), list(chat), session, _cards_value(session.cards)) + self._panels(session, notice)
                 elif isinstance(part, str):
                     reply += part
                     chat[-1] = {"role": "assistant", "content": fmt.plain_markdown(reply)}

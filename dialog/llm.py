@@ -99,6 +99,12 @@ class LocalChatModel(BaseChatModel):
         if dropped:     # said at once: a reader that stops early still learns it
             yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={
                 "truncated_turns": dropped}))
+        lock = getattr(self.runtime, "lock", None)
+        if lock is not None:        # another reply is being generated: say so before waiting for it
+            if lock.acquire(blocking=False):
+                lock.release()
+            else:
+                yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"queued": True}))
         gen = self.runtime.stream_chat(turns, opts, cancel)
         try:
             while True:

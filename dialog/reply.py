@@ -214,6 +214,18 @@ class Retract(str):
 RETRACT = Retract("")
 
 
+class Queued(str):
+    """Streamed (as an empty string) when the reply waits for the LLM, busy with another person's
+    reply: a page can say so instead of showing nothing."""
+
+
+QUEUED = Queued("")
+
+
+def _queued(chunk) -> bool:
+    return bool((getattr(chunk, "response_metadata", None) or {}).get("queued"))
+
+
 class LLMReplyWriter:
     """Writes replies with a chat model, streaming; checked; regenerated once; then the template.
 
@@ -306,6 +318,9 @@ class LLMReplyWriter:
         try:
             for chunk in chunks:
                 self._note_truncation(chunk, log)
+                if _queued(chunk):
+                    yield QUEUED
+                    continue
                 raw += getattr(chunk, "content", str(chunk))
                 body = raw.lstrip()
                 line = body.split("\n")[0]
@@ -327,6 +342,10 @@ class LLMReplyWriter:
             for chunk in self.chat.stream(messages, max_new_tokens=self.max_new_tokens, seed=attempt,
                                           do_sample=attempt > 0):
                 self._note_truncation(chunk, log)
+                if _queued(chunk):
+                    if attempt == 0:
+                        yield QUEUED
+                    continue
                 piece = getattr(chunk, "content", str(chunk))
                 text += piece
                 if attempt == 0:

@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from dialog.manager import DialogManager, Turn
-from dialog.reply import Retract
+from dialog.reply import Queued, Retract
 from dialog.state import DialogState
 
 
@@ -49,7 +49,8 @@ class RecommenderRunnable(Runnable):
             if isinstance(part, Turn):
                 yield self._output(part)
             else:
-                yield {"retract": True} if isinstance(part, Retract) else {"chunk": part}
+                yield ({"retract": True} if isinstance(part, Retract) else {"queued": True}
+                       if isinstance(part, Queued) else {"chunk": part})
 
     def batch(self, inputs: list, config=None, *, return_exceptions: bool = False, **kwargs: Any) -> list:
         # One manager holds per-turn caches, so a batch runs its inputs one after another.

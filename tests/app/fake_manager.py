@@ -7,7 +7,7 @@ import re
 import time
 
 from dialog.manager import Suggestion, TraceEntry, Turn
-from dialog.reply import RETRACT
+from dialog.reply import QUEUED, RETRACT
 from dialog.state import DialogState
 
 
@@ -60,6 +60,8 @@ class FakeManager:
         if "draft" in text:      # a streamed draft that fails its check and is withdrawn
             yield "Try Casablanca! "
             yield RETRACT
+        if "queued" in text:     # the LLM is busy with another person's reply first
+            yield QUEUED
         for word in turn.reply.split(" "):
             if self.delay:
                 time.sleep(self.delay)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app import format as fmt
 from app.store import Store
 from app.ui import ChatApp, build_ui
 
@@ -51,6 +52,14 @@ def test_a_withdrawn_draft_leaves_the_screen_at_once(fake_manager):
     at = next(i for i, text in enumerate(shown) if "Casablanca" in text)
     assert shown[at + 1] == "…"                                        # withdrawn before the real reply streams
     assert "Casablanca" not in shown[-1] and "Here are some ideas" in shown[-1]
+
+
+def test_a_queued_reply_says_so_until_it_streams(fake_manager):
+    fake_manager.delay = 0
+    shown = [step[1][-1]["content"] for step in ChatApp(fake_manager).send("queued please", [], None)]
+    at = shown.index(fmt.QUEUED_TEXT)
+    assert shown[0] == "…" and at >= 1 and "Here are some ideas" in shown[-1]
+    assert fmt.QUEUED_TEXT not in shown[at + 1:]
 
 
 def test_bad_input_keeps_the_page_usable(fake_manager):

@@ -173,3 +173,52 @@ def test_real_small_llm_writes_checked_replies(resources):
     assert t.suggestions and all(s.title in t.reply for s in t.suggestions)
     log = [e.summary for e in t.trace if e.tool == "reply"][0]
     assert "passed the" in log or "used the template" in log
+
+
+class BrokenChat:
+    """Streams two words, then the backend dies."""
+
+    def stream(self, messages, **kw):
+        from langchain_core.messages import AIMessageChunk
+        yield AIMessageChunk(content="Here are ")
+        yield AIMessageChunk(content="some ")
+        raise RuntimeError("llama_decode returned -3")
+
+
+def test_a_backend_that_fails_mid_stream_gets_the_template_reply(resources):
+    from dialog.reply import Retract
+    m = build_manager(resources, weights=RankerWeights.prior(), chat=BrokenChat())
+    parts = list(m.stream(m.new_state(), "a crime drama"))
+    turn = parts[-1]
+    assert any(isinstance(p, Retract) for p in parts[:-1])          # the broken draft is taken back
+    assert turn.suggestions and all(s.title in turn.reply for s in turn.suggestions)
+    reply = [e for e in turn.trace if e.tool == "reply"][0]
+    assert reply.args == {"writer": "template (LLM failed)"} and "llama_decode returned -3" in reply.summary
+    assert turn.state.messages[-1] == {"role": "assistant", "text": turn.reply}
+
+
+def test_a_busy_llm_says_the_reply_is_queued(resources, tiny_chat):
+    import threading
+
+    from dialog.reply import Queued
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with tiny_chat.runtime.lock:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        first = next(iter(tiny_chat.stream([HumanMessage("something funny")], max_new_tokens=2)))
+        assert first.response_metadata.get("queued") is True
+        m = build_manager(resources, weights=RankerWeights.prior(), chat=tiny_chat)
+        parts = list(m.stream(m.new_state(), "a war movie"))
+        assert any(isinstance(p, Queued) for p in parts) and parts[-1].suggestions
+    finally:
+        release.set()
+        t.join()
+    free = next(iter(tiny_chat.stream([HumanMessage("something funny")], max_new_tokens=2)))
+    assert not free.response_metadata.get("queued")
