@@ -8,6 +8,7 @@ server). It offers, where the backend can:
   generate(prompt, ...)         the whole Generation at once
   logprobs(prefix, conts)       summed log-probability of each continuation given one shared prefix
   position_logprobs(prompt)     log-softmax over the vocabulary at every position of a prompt
+  hidden_states(prompt)         last hidden states at every position (text and vectors)
   embed(texts)                  mean-pooled last hidden states, one row per text
 
 A prompt is a string, or a sequence of parts: strings (text, tokenized as it is) and float arrays
@@ -213,9 +214,15 @@ class LLMRuntime(ABC):
         """(n_positions, vocab) log-probabilities of the next token after each prompt position."""
         raise Unsupported(f"the {self.backend} backend does not return per-position distributions")
 
+    def hidden_states(self, prompt: Prompt) -> np.ndarray:
+        """(n_positions, hidden_size) last-layer hidden states (after the final norm) of a prompt,
+        text and vectors alike: what the ILM reads its user vector from."""
+        raise Unsupported(f"the {self.backend} backend does not return hidden states")
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), hidden_size) mean of the last hidden states over each text's tokens."""
-        raise Unsupported(f"the {self.backend} backend does not embed texts")
+        rows = [self.hidden_states(t if t else " ").mean(0) for t in texts]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.hidden_size), np.float32)
 
     def warm_up(self, prompt: Prompt = "Hi", prefix: str = "") -> None:
         """One short generation: caches ``prefix`` and pages the weights in."""

@@ -297,17 +297,12 @@ class TransformersRuntime(LLMRuntime):
                 scores.append(float(sum(lp[i, t] for i, t in enumerate(ids))))
         return scores
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def hidden_states(self, prompt: Prompt) -> np.ndarray:
         import torch
-        out = []
+        x, _ = self._embeds(as_parts(prompt))
         with torch.no_grad():
-            for t in texts:
-                ids = self._ids(t)[:, -self.n_ctx:].to(self.device)
-                if ids.shape[1] == 0:
-                    ids = torch.tensor([[self.tokenizer.eos_token_id]], device=self.device)
-                h = self.model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
-                out.append(h.float().mean(0).cpu().numpy())
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, self.hidden_size), np.float32)
+            h = self.model(inputs_embeds=x[:, -self.n_ctx:], output_hidden_states=True).hidden_states[-1][0]
+        return h.float().cpu().numpy()
 
     def warm_up(self, prompt: Prompt = "Hi", prefix: str = "") -> None:
         """Also repacks bitsandbytes' 4-bit weights for its CPU kernel on the first call."""

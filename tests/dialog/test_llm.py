@@ -222,3 +222,31 @@ def test_a_busy_llm_says_the_reply_is_queued(resources, tiny_chat):
         t.join()
     free = next(iter(tiny_chat.stream([HumanMessage("something funny")], max_new_tokens=2)))
     assert not free.response_metadata.get("queued")
+
+
+def test_the_small_gguf_through_llamacpp_writes_checked_replies(resources):
+    """The product's LLM path end to end on a real model: SmolLM2-135M's GGUF through llama.cpp
+    writes the opening, streamed, and every title that reaches the person is a chosen one."""
+    from dialog.llm import LocalChatModel
+    from ilm.config import RuntimeConfig
+    chat = LocalChatModel.load("smollm2-135m", RuntimeConfig(backend="llamacpp", n_ctx=1024))
+    assert chat.backend == "llamacpp"
+    m = build_manager(resources, weights=RankerWeights.prior(), chat=chat)
+    m.warm_up()
+    parts = list(m.stream(m.new_state(), "something like Alien but funnier"))
+    t = parts[-1]
+    assert t.suggestions and all(s.title in t.reply for s in t.suggestions)
+    assert len([p for p in parts[:-1] if p]) > 2                     # streamed in pieces
+    log = [e.summary for e in t.trace if e.tool == "reply"][0]
+    assert "passed the" in log or "used the template" in log
+
+
+@pytest.mark.slow
+def test_the_default_llm_through_llamacpp_writes_checked_replies(resources):
+    from dialog.llm import LocalChatModel
+    from ilm.config import RuntimeConfig
+    chat = LocalChatModel.load("qwen2.5-coder-1.5b", RuntimeConfig(backend="llamacpp"))
+    m = build_manager(resources, weights=RankerWeights.prior(), chat=chat, llm_understanding=True)
+    t = m.respond(m.new_state(), "I loved Heat. Something darker, after 1990?")
+    assert t.suggestions and all(s.title in t.reply for s in t.suggestions)
+    assert "understanding: llm" in t.trace[0].summary

@@ -160,6 +160,10 @@ def test_vectors_in_place_of_tokens_read_as_those_tokens(runtime):
     assert mixed.shape == as_text.shape
     assert (mixed.argmax(-1) == as_text.argmax(-1)).mean() >= 0.9
     assert np.abs(mixed[-1] - as_text[-1]).max() < 0.5
+    h_text = runtime.hidden_states(head + mid + tail)
+    h_mixed = runtime.hidden_states([head, token_embeddings(runtime, ids), tail])
+    cos = (h_text * h_mixed).sum(1) / np.linalg.norm(h_text, axis=1) / np.linalg.norm(h_mixed, axis=1)
+    assert h_mixed.shape == h_text.shape == (len(as_text), runtime.hidden_size) and cos.min() > 0.99
     opts = SamplingOptions.of(max_new_tokens=8)
     assert runtime.generate([head, token_embeddings(runtime, ids), tail], opts).text == \
         runtime.generate(head + mid + tail, opts).text
@@ -191,6 +195,9 @@ def test_llamacpp_and_transformers_agree_on_spliced_vectors(smol_llamacpp):
         kls.append(kl(b[:, :n], a[:, :n]))
     top1, kls = np.concatenate(top1), np.concatenate(kls)
     assert top1.mean() >= 0.8 and float(np.mean(kls)) < 0.2, (top1.mean(), kls.mean())
+    ha, hb = smol_llamacpp.hidden_states(prompts[0]), hf.hidden_states(prompts[0])
+    cos = (ha * hb).sum(1) / np.linalg.norm(ha, axis=1) / np.linalg.norm(hb, axis=1)
+    assert ha.shape == hb.shape and cos.mean() > 0.95, cos.mean()
 
 
 def test_unsupported_and_unknown_backends():
