@@ -124,9 +124,10 @@ def markdown(report: dict) -> str:
         "that bandwidth over the model file's bytes (each token reads the whole quantized model).", "",
         *md_table(["backend", "model", "weights", "load s", "prompt tok/s", "decode tok/s", "first token s",
                   "peak RSS GB", "decode / limit"], rows), "",
-        "Load: from the verified GGUF (llamacpp) or from the cached NF4 copy (transformers; the first "
-        "load on a machine also dequantizes and re-quantizes, minutes for Qwen: "
-        f"{report.get('cold_load_s', {})} s here). Prompt: a {report['results'][0].get('prompt_tokens', '?')}-token "
+        "Load: from the verified GGUF (llamacpp: its sha256 is checked on every load) or from the cached "
+        "NF4 copy (transformers). The transformers cache (dequantized and NF4 copies) is checked or "
+        f"filled first, untimed in the table: {report.get('cold_load_s', {})} s in this run (a cold "
+        "cache takes minutes for Qwen: dequantize, re-quantize, save). Prompt: a {report['results'][0].get('prompt_tokens', '?')}-token "
         "prompt read with nothing cached. Decode: greedy, the prompt cached. First token: a chat "
         "turn whose system text is cached (what the chat page pays before the first streamed word).", "",
         "llama.cpp decode / transformers decode: " + (", ".join(f"{m}: {v}x" for m, v in ratio.items()) or "n/a"),

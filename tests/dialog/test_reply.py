@@ -1,6 +1,14 @@
 """Reply writing: the opening check (chosen titles pass, any other fails) and the intro writer's
 streaming (what is streamed is the start of the final reply)."""
-from dialog.reply import LLMReplyWriter, ReplyChecker, ReplyItem, Retract, intro_request, template_reply
+from dialog.reply import (
+    INTRO_USER_CHARS,
+    LLMReplyWriter,
+    ReplyChecker,
+    ReplyItem,
+    Retract,
+    intro_request,
+    template_reply,
+)
 from dialog.understand import TitleFinder
 from tests.dialog.doubles import ScriptedChat
 
@@ -29,7 +37,7 @@ def test_intro_request_hides_titles_and_stays_short(resources):
         "I loved it, something like it but funnier"
     text = "a crime drama " * 30
     short = intro_request(text, finder)
-    assert 100 < len(short) <= 120 and text.startswith(short + " ")            # cut between words
+    assert INTRO_USER_CHARS - 15 < len(short) <= INTRO_USER_CHARS and text.startswith(short + " ")  # between words
 
 
 def _run(writer, notes=("I took \"heat\" to mean Heat (1995).",)):

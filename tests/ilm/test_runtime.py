@@ -100,6 +100,20 @@ def test_stop_strings_and_cancel_end_generation(runtime):
     cancel.set()
     out = drain(gen)
     assert out.finish == "cancel" and out.new_tokens < full.new_tokens
+    gen = runtime.stream(text, SamplingOptions.of(max_new_tokens=24))   # the person leaves mid-reply
+    next(gen)
+    gen.close()
+    taken = []
+
+    def other():
+        taken.append(runtime.lock.acquire(timeout=2))
+        if taken[-1]:
+            runtime.lock.release()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert taken == [True]          # the model is free for the next person at once
 
 
 def test_a_prompt_longer_than_the_context_is_cut_from_the_front(runtime):
