@@ -152,7 +152,24 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
 
 
-def main(argv=None) -> int:
+def server_command(args, port: int, db: Path) -> list[str]:
+    """The ``python -m app.main`` command line of the server this script starts."""
+    cmd = [sys.executable, "-m", "app.main", "--port", str(port), "--dataset", args.dataset,
+           "--artifacts", str(args.artifacts), "--db", str(db), "--concurrency", str(args.concurrency)]
+    if args.data_dir:
+        cmd += ["--data-dir", str(args.data_dir)]
+    if args.small:
+        cmd += ["--small"]
+    elif args.no_llm:
+        cmd += ["--no-llm"]
+    elif args.llm:
+        cmd += ["--llm", args.llm]
+    if args.llm_backend:
+        cmd += ["--llm-backend", args.llm_backend]
+    return cmd
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m app.eval.loadtest", description=__doc__.split("\n")[0])
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--turns", type=int, default=5)
@@ -166,7 +183,11 @@ def main(argv=None) -> int:
     ap.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
     ap.add_argument("--ready-timeout", type=float, default=600)
     ap.add_argument("--note", default="", help="a sentence about this run to put in the report")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     meta = Run.for_module("app.eval.loadtest", argv)
 
     proc, db, log_path = None, None, None
@@ -177,18 +198,7 @@ def main(argv=None) -> int:
         db, log_path = tmp / "conversations.sqlite", tmp / "server.log"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "app.main", "--port", str(port), "--dataset", args.dataset,
-               "--artifacts", args.artifacts, "--db", str(db), "--concurrency", str(args.concurrency)]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        if args.small:
-            cmd += ["--small"]
-        elif args.no_llm:
-            cmd += ["--no-llm"]
-        elif args.llm:
-            cmd += ["--llm", args.llm]
-        if args.llm_backend:
-            cmd += ["--llm-backend", args.llm_backend]
+        cmd = server_command(args, port, db)
         print(f"[load] starting {' '.join(cmd)} (log: {log_path})", flush=True)
         proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
     else:

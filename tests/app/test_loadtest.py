@@ -32,3 +32,12 @@ def test_check_store_flags_mixed_conversations(tmp_path):
 
 def test_pct():
     assert pct([3, 1, 2, 4, 5], 0.5) == 3 and pct([1, 2, 3, 4, 5], 0.95) == 5
+
+
+def test_the_server_command_is_all_strings_and_passes_the_llm_choice(tmp_path):
+    from app.eval.loadtest import parse_args, server_command
+    cmd = server_command(parse_args(["--data-dir", str(tmp_path), "--no-llm"]), 7001, tmp_path / "c.sqlite")
+    assert all(isinstance(c, str) for c in cmd) and "--no-llm" in cmd and cmd[cmd.index("--port") + 1] == "7001"
+    cmd = server_command(parse_args(["--llm", "smollm2-135m", "--llm-backend", "llamacpp"]), 7001, tmp_path / "c")
+    assert cmd[cmd.index("--llm") + 1] == "smollm2-135m" and cmd[-2:] == ["--llm-backend", "llamacpp"]
+    assert "--no-llm" not in server_command(parse_args([]), 7001, tmp_path / "c")    # the app's default LLM
