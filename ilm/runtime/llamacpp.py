@@ -329,7 +329,7 @@ class LlamaCppRuntime(LLMRuntime):
         return log_softmax(np.stack(logits))
 
     def logprobs(self, prefix: Prompt, continuations: Sequence[str]) -> list[float]:
-        base = self._units(prefix)
+        base = self._units(prefix) or [("t", self.llm.token_eos())]     # an empty prefix: from EOS
         scores = []
         with self.lock:
             (last,), _ = self._prefill(base, "")
