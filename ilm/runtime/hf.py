@@ -155,6 +155,8 @@ class TransformersRuntime(LLMRuntime):
                 if p.shape[1] != self.hidden_size:
                     raise ValueError(f"vectors must have width {self.hidden_size}, got {p.shape[1]}")
                 rows.append(torch.from_numpy(p).to(self.device, emb.weight.dtype))
+        if not rows:                        # an empty prompt reads as one EOS token
+            rows.append(emb(torch.tensor([self.tokenizer.eos_token_id], device=self.device)))
         x = torch.cat(rows)[None]
         return x, int(x.shape[1])
 

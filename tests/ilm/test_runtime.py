@@ -137,6 +137,7 @@ def test_logprobs_match_the_per_position_distributions(runtime):
         ref = sum(lp[len(ids_p) - 1 + i, t] for i, t in enumerate(ids_c))
         assert s == pytest.approx(ref, abs=2e-2)
     assert all(s < 0 for s in scores) and len(set(np.round(scores, 4))) == 3
+    assert len(runtime.logprobs("", [" space"])) == 1          # an empty prefix reads as EOS
 
 
 def test_embeddings(runtime):
