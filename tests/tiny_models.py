@@ -60,6 +60,18 @@ def tiny_lm(vocab_size: int | None = None, hidden: int = 32, layers: int = 2, he
     return freeze(model), tokenizer
 
 
+def varied_tiny_lm(scale: float = 0.5, seed: int = 0):
+    """``tiny_lm()`` with larger random weights, so that its greedy output depends on the prompt
+    (with the default initialisation it writes the same token whatever it reads)."""
+    model, tokenizer = tiny_lm()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model, tokenizer
+
+
 def save_tiny_lm(path: str | Path, **kwargs) -> str:
     """``tiny_lm(**kwargs)`` saved (model + tokenizer) as a local model directory; returns its path."""
     model, tokenizer = tiny_lm(**kwargs)

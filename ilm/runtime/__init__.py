@@ -26,6 +26,7 @@ from ilm.runtime.base import (
     SamplingOptions,
     Unsupported,
     as_parts,
+    collect,
     drain,
 )
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EMBED", "GENERATE", "LOGPROBS", "VECTORS", "BackendUnavailable", "Generation",
            "LLMRuntime", "Prompt", "RuntimeConfig", "SamplingOptions", "Unsupported", "as_parts",
-           "choose_backend", "drain", "load_runtime", "llamacpp_available"]
+           "choose_backend", "collect", "drain", "load_runtime", "llamacpp_available"]
 
 
 def llamacpp_available() -> tuple[bool, str]:

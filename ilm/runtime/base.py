@@ -91,13 +91,19 @@ def held_back(text: str, stop: Sequence[str]) -> int:
     return n
 
 
-def drain(gen) -> Generation:
-    """Run a ``stream`` generator to its end; its return value."""
+def collect(gen) -> tuple[list[str], Generation]:
+    """Run a ``stream`` generator to its end: (the pieces it yielded, its ``Generation``)."""
+    pieces = []
     while True:
         try:
-            next(gen)
+            pieces.append(next(gen))
         except StopIteration as done:
-            return done.value
+            return pieces, done.value
+
+
+def drain(gen) -> Generation:
+    """Run a ``stream`` generator to its end; its ``Generation``."""
+    return collect(gen)[1]
 
 
 def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:

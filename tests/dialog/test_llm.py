@@ -3,7 +3,6 @@ strings and early closing of a stream change nothing but speed."""
 import time
 
 import pytest
-import torch
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -24,16 +23,8 @@ def test_local_chat_model_invoke_and_stream(tiny_chat):
 
 @pytest.fixture(scope="module")
 def varied_lm():
-    """The tiny random LM with larger weights, so that its greedy output depends on the prompt (with
-    the default initialisation it writes the same token whatever it reads)."""
-    from tests.tiny_models import tiny_lm
-    model, tok = tiny_lm()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model, tok
+    from tests.tiny_models import varied_tiny_lm
+    return varied_tiny_lm()
 
 
 SYSTEM = "you recommend movies . write one funny sentence about the movie"

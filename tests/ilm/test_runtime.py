@@ -19,6 +19,7 @@ from ilm.runtime import (
     SamplingOptions,
     Unsupported,
     choose_backend,
+    collect,
     drain,
     load_runtime,
 )
@@ -31,13 +32,8 @@ TURNS = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "A f
 def varied_hf():
     """The tiny random LM with larger weights, so its greedy output depends on the prompt."""
     from ilm.runtime.hf import TransformersRuntime
-    from tests.tiny_models import tiny_lm
-    model, tok = tiny_lm()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    from tests.tiny_models import varied_tiny_lm
+    model, tok = varied_tiny_lm()
     return TransformersRuntime(model, tok, spec="tiny", n_ctx=128)
 
 
@@ -59,14 +55,7 @@ def test_stream_equals_generate_and_greedy_is_repeatable(runtime):
     assert prefix and text.startswith(prefix)
     opts = SamplingOptions.of(max_new_tokens=16)
     a = runtime.generate(text, opts)
-    gen = runtime.stream(text, opts)
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(gen))
-        except StopIteration as done:
-            b = done.value
-            break
+    pieces, b = collect(runtime.stream(text, opts))
     assert "".join(pieces) == a.text == b.text and a.new_tokens == b.new_tokens >= 1
     assert a.prompt_tokens == len(runtime.tokenize(text)) and a.finish in ("eos", "length")
     sampled = [runtime.generate(text, SamplingOptions.of(16, temperature=1.0, seed=s)).text for s in (3, 3)]

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from ilm.runtime import GENERATE, RuntimeConfig, SamplingOptions, drain, load_runtime
+from ilm.runtime import GENERATE, RuntimeConfig, SamplingOptions, collect, drain, load_runtime
 
 TURNS = [{"role": "system", "content": "You recommend movies. Answer with one short sentence."},
          {"role": "user", "content": "A funny space movie, please?"}]
@@ -58,14 +58,7 @@ def remote(server):
 
 def test_chat_stream_equals_invoke_and_stops(remote):
     opts = SamplingOptions.of(max_new_tokens=24)
-    gen = remote.stream_chat(TURNS, opts)
-    pieces = []
-    while True:
-        try:
-            pieces.append(next(gen))
-        except StopIteration as done:
-            whole = done.value
-            break
+    pieces, whole = collect(remote.stream_chat(TURNS, opts))
     again = drain(remote.stream_chat(TURNS, opts))
     assert "".join(pieces) == whole.text == again.text and whole.text.strip()
     words = whole.text.split()
