@@ -150,7 +150,11 @@ class LLMRuntime(ABC):
     hidden_size: int = 0
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()  # one evaluation at a time on one model
+        # One evaluation at a time on one model. A plain Lock, not an RLock: a stream holds it across
+        # its yields, and a server (Gradio) may resume one person's generator on the worker thread
+        # that another person's is suspended on; an RLock would let that second stream in (a
+        # llama.cpp context used by two at once aborts the process) and could not be released there.
+        self.lock = threading.Lock()
         self.notes: list[str] = []     # what a person should know (a fallback backend and its fix)
 
     # ---- prompts ----

@@ -105,6 +105,24 @@ def test_stop_strings_and_cancel_end_generation(runtime):
     assert taken == [True]          # the model is free for the next person at once
 
 
+def test_two_streams_never_share_the_model_even_on_one_thread(runtime):
+    """A server may resume two people's generators on the same worker thread (Gradio does): the
+    second must wait until the first ends, and the first may be closed from any thread."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+    text, _ = runtime.render(TURNS)
+    first = runtime.stream(text, SamplingOptions.of(max_new_tokens=24))
+    second = runtime.stream(text, SamplingOptions.of(max_new_tokens=4))
+    with ThreadPoolExecutor(max_workers=1) as worker:        # one thread advances both
+        worker.submit(next, first).result(60)                 # the first holds the model, suspended
+        pending = worker.submit(drain, second)
+        if runtime.backend == "llamacpp":     # (transformers runs each call apart, on its own cache copy)
+            with pytest.raises(FutureTimeout):
+                pending.result(1.0)
+        first.close()                                          # from this thread, not the worker's
+        assert pending.result(60).new_tokens >= 1
+
+
 def test_a_prompt_longer_than_the_context_is_cut_from_the_front(runtime):
     long = " ".join(["movie"] * (runtime.n_ctx + 50))
     g = runtime.generate(long, SamplingOptions.of(max_new_tokens=4))
