@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("app", "dialog", "ilm", "retrieval", "training")
-MEASURING = ("app.eval", "dialog.eval", "retrieval.eval", "training")
+MEASURING = ("app.eval", "dialog.eval", "ilm.eval", "retrieval.eval", "training")
 
 
 def module_name(path: Path) -> str:
@@ -50,7 +50,7 @@ def test_the_serving_path_has_modules_and_the_measuring_code_its_own_folders():
     assert {"app.main", "app.ui", "dialog.manager", "dialog.batch", "ilm.score", "retrieval.index"} <= names
     measuring = {module_name(p) for p in product_files()} - names
     assert {"dialog.eval.evaluate", "dialog.eval.simulator", "app.eval.loadtest", "retrieval.eval.ann",
-            "retrieval.eval.report", "training.bench_offline"} <= measuring
+            "retrieval.eval.report", "ilm.eval.backends", "training.bench_offline"} <= measuring
 
 
 @pytest.mark.parametrize("path", SERVING, ids=lambda p: str(p.relative_to(ROOT)))

@@ -79,10 +79,10 @@ class LlamaCppRuntime(LLMRuntime):
                  n_threads: int | None = None, n_batch: int = 256, prefix_cache_size: int = 4,
                  flash_attn: bool = True):
         super().__init__()
-        self.llama_cpp = import_llama_cpp()
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"no GGUF model file at {path}")
+        self.llama_cpp = import_llama_cpp()
         threads = n_threads or os.cpu_count() or 1
         self.llm = self.llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_batch,
                                         n_ubatch=n_batch, n_threads=threads, n_threads_batch=threads,

@@ -215,6 +215,7 @@ def test_a_busy_llm_says_the_reply_is_queued(resources, tiny_chat):
     assert not free.response_metadata.get("queued")
 
 
+@pytest.mark.llamacpp
 def test_the_small_gguf_through_llamacpp_writes_checked_replies(resources):
     """The product's LLM path end to end on a real model: SmolLM2-135M's GGUF through llama.cpp
     writes the opening, streamed, and every title that reaches the person is a chosen one."""

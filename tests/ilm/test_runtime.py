@@ -45,7 +45,7 @@ def smol_llamacpp():
     rt.close()
 
 
-@pytest.fixture(params=["transformers", "llamacpp"])
+@pytest.fixture(params=["transformers", pytest.param("llamacpp", marks=pytest.mark.llamacpp)])
 def runtime(request) -> LLMRuntime:
     return request.getfixturevalue({"transformers": "varied_hf", "llamacpp": "smol_llamacpp"}[request.param])
 
@@ -197,6 +197,7 @@ def kl(p_log: np.ndarray, q_log: np.ndarray) -> np.ndarray:
     return (np.exp(p_log) * (p_log - q_log)).sum(-1)
 
 
+@pytest.mark.llamacpp
 def test_llamacpp_and_transformers_agree_on_spliced_vectors(smol_llamacpp):
     """Same GGUF, same random vectors at the same positions: llama.cpp (Q4_1 as shipped) and the
     transformers backend (the GGUF dequantized to fp32) give nearly the same next-token
@@ -244,6 +245,7 @@ def test_auto_falls_back_to_transformers_with_the_fix_named(monkeypatch):
     assert choose_backend("smollm2-135m", RuntimeConfig()) == ("llamacpp", [])
 
 
+@pytest.mark.llamacpp
 def test_a_corrupt_or_missing_gguf_is_refused_clearly(tmp_path):
     from ilm.runtime.llamacpp import LlamaCppRuntime
     with pytest.raises(FileNotFoundError, match="no GGUF"):

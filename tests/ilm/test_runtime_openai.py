@@ -13,6 +13,8 @@ import pytest
 
 from ilm.runtime import GENERATE, RuntimeConfig, SamplingOptions, collect, drain, load_runtime
 
+pytestmark = pytest.mark.llamacpp     # the server is llama-cpp-python's
+
 TURNS = [{"role": "system", "content": "You recommend movies. Answer with one short sentence."},
          {"role": "user", "content": "A funny space movie, please?"}]
 
