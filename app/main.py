@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def llm_line(manager, llm: str | None) -> str:
     return "none (rules and template replies)" if llm is None else f"{llm} via {backend}" if backend else llm
 
 
+def warm_up(manager) -> None:
+    t1 = time.perf_counter()
+    try:
+        manager.respond(manager.new_state(), "a comedy")
+        print(f"[app] warm-up turn {time.perf_counter() - t1:.1f}s (in the background)", flush=True)
+    except Exception as e:     # the page stays up; the first person's turn will show the problem
+        print(f"[app] warning: the warm-up turn failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+
 def print_recs(manager, message: str, user_id: int | None) -> None:
     turn = manager.respond(manager.new_state(user_id), message)
     print(turn.reply)
@@ -122,9 +132,11 @@ def main(argv=None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    t1 = time.perf_counter()
-    manager.respond(manager.new_state(), "a comedy")   # loads the lazily loaded text encoder before anyone waits
-    print(f"[app] warm-up turn {time.perf_counter() - t1:.1f}s", flush=True)
+    if args.print_recs is None:
+        # The first turn loads the lazily loaded text encoder and runs the LLM once (~11 s on 2 cores
+        # with Qwen): done while the page starts serving, so that a restart serves sooner; a person
+        # who writes in those seconds waits for it like for any other turn.
+        threading.Thread(target=warm_up, args=(manager,), daemon=True, name="warm-up").start()
     print(f"[app] ready in {time.perf_counter() - t0:.1f}s (llm: {llm_line(manager, chosen_llm(args))})",
           flush=True)
     for note in manager.notes:
