@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+from ilm.eval.backends import HF_QUANTIZE
 from retrieval.eval.report import Run, md_table, run_line, write_report
 
-HF_QUANTIZE = {"qwen2.5-coder-1.5b": "nf4", "smollm2-135m": "none"}
 REQUESTS = ["Describe this movie in two sentences:", "Who would enjoy this movie, and why?",
             "What is the mood of this movie?", "Suggest a movie like this one and say why:"]
 ANSWER = (" It is a thrilling science fiction adventure with a lonely hero, a dangerous journey "

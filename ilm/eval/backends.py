@@ -21,12 +21,12 @@ import time
 
 import numpy as np
 
+from ilm.lm import SOURCES
 from retrieval.eval.report import Run, md_table, run_line, write_report
 
 PROMPT = ("You are a film critic. Write a long, detailed essay about why people still love old science "
           "fiction movies: the special effects, the music, the actors, the stories, the fear of the "
           "unknown and the hope of the future. Give many examples and explain each one carefully. ")
-MODEL_FILE_BYTES = {"qwen2.5-coder-1.5b": 1_117_320_768, "smollm2-135m": 98_362_432}
 # What each backend runs: llama.cpp reads the GGUF as shipped; transformers re-quantizes Qwen to
 # bitsandbytes NF4 (its product path) and runs the small model unquantized (fp32: faster on a CPU).
 GGUF_TYPE = {"qwen2.5-coder-1.5b": "Q4_K_M", "smollm2-135m": "Q4_1"}
@@ -112,7 +112,7 @@ def markdown(report: dict) -> str:
         if "error" in r:
             rows.append([r["backend"], r["model"], "", "error: " + r["error"].splitlines()[-1][:80], "", "", "", "", ""])
             continue
-        limit = bw * 1e9 / MODEL_FILE_BYTES.get(r["model"], float("nan"))
+        limit = bw * 1e9 / SOURCES[r["model"]].size if r["model"] in SOURCES else float("nan")
         rows.append([r["backend"], r["model"], r["weights"], f"{r['load_s']:.1f}", f"{r['prompt_tok_s']:.0f}",
                      f"{r['decode_tok_s']:.2f}", f"{r['first_token_s']:.2f}", f"{r['peak_rss_gb']:.2f}",
                      f"{r['decode_tok_s'] / limit:.2f}"])

@@ -101,6 +101,14 @@ def collect(gen) -> tuple[list[str], Generation]:
             return pieces, done.value
 
 
+def n_system_turns(turns: list[dict]) -> int:
+    """How many system turns lead the conversation (the last turn never counts)."""
+    n = 0
+    while n < len(turns) - 1 and turns[n]["role"] == "system":
+        n += 1
+    return n
+
+
 def drain(gen) -> Generation:
     """Run a ``stream`` generator to its end; its ``Generation``."""
     return collect(gen)[1]
@@ -158,10 +166,21 @@ class LLMRuntime(ABC):
         self.notes: list[str] = []     # what a person should know (a fallback backend and its fix)
 
     # ---- prompts ----
-    @abstractmethod
     def render(self, turns: list[dict]) -> tuple[str, str]:
         """Chat turns ``[{"role", "content"}]`` -> (prompt text with the generation prompt, the text
-        of its leading system turns: a prefix of the prompt, or "")."""
+        of its leading system turns: a prefix of the prompt, or ""). The model's chat template
+        (``_template``) when it has one, else a plain "role: text" transcript."""
+        n = n_system_turns(turns)
+        rendered = self._template(turns, n)
+        if rendered is None:
+            lines = [f"{t['role']}: {t['content']}" for t in turns]
+            rendered = "\n".join(lines) + "\nassistant:", ("\n".join(lines[:n]) + "\n" if n else "")
+        text, prefix = rendered
+        return text, (prefix if prefix and text.startswith(prefix) else "")
+
+    def _template(self, turns: list[dict], n_system: int) -> tuple[str, str] | None:
+        """(prompt, system prefix) through the model's chat template; None when it has none."""
+        return None
 
     @abstractmethod
     def tokenize(self, text: str) -> list[int]:
@@ -193,9 +212,7 @@ class LLMRuntime(ABC):
         the system turns are left out first (the last turn always stays; a runtime then drops its
         oldest tokens). Returns (turns, how many were left out)."""
         budget = self.n_ctx - max_new_tokens
-        n_system = 0
-        while n_system < len(turns) - 1 and turns[n_system]["role"] == "system":
-            n_system += 1
+        n_system = n_system_turns(turns)
         dropped = 0
         while (len(turns) - n_system > 1
                and self.count_tokens(self.render(turns)[0]) > budget):

@@ -120,20 +120,14 @@ class TransformersRuntime(LLMRuntime):
         return next(self.model.parameters()).device
 
     # ---- prompts ----
-    def render(self, turns: list[dict]) -> tuple[str, str]:
-        n_system = 0
-        while n_system < len(turns) - 1 and turns[n_system]["role"] == "system":
-            n_system += 1
+    def _template(self, turns: list[dict], n_system: int) -> tuple[str, str] | None:
         tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-            prefix = (tok.apply_chat_template(turns[:n_system], tokenize=False, add_generation_prompt=False)
-                      if n_system else "")
-        else:
-            lines = [f"{t['role']}: {t['content']}" for t in turns]
-            text = "\n".join(lines) + "\nassistant:"
-            prefix = "\n".join(lines[:n_system]) + "\n" if n_system else ""
-        return text, (prefix if prefix and text.startswith(prefix) else "")
+        if not getattr(tok, "chat_template", None):
+            return None
+        text = tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        prefix = (tok.apply_chat_template(turns[:n_system], tokenize=False, add_generation_prompt=False)
+                  if n_system else "")
+        return text, prefix
 
     def tokenize(self, text: str) -> list[int]:
         tok = self.tokenizer

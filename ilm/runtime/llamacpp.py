@@ -132,19 +132,12 @@ class LlamaCppRuntime(LLMRuntime):
         return (Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=True),
                 Jinja2ChatFormatter(template, eos, bos, add_generation_prompt=False))
 
-    def render(self, turns: list[dict]) -> tuple[str, str]:
-        n_system = 0
-        while n_system < len(turns) - 1 and turns[n_system]["role"] == "system":
-            n_system += 1
-        if self._formatters:
-            with_prompt, plain = self._formatters
-            text = with_prompt(messages=turns).prompt
-            prefix = plain(messages=turns[:n_system]).prompt if n_system else ""
-        else:
-            lines = [f"{t['role']}: {t['content']}" for t in turns]
-            text = "\n".join(lines) + "\nassistant:"
-            prefix = "\n".join(lines[:n_system]) + "\n" if n_system else ""
-        return text, (prefix if prefix and text.startswith(prefix) else "")
+    def _template(self, turns: list[dict], n_system: int) -> tuple[str, str] | None:
+        if not self._formatters:
+            return None
+        with_prompt, plain = self._formatters
+        return (with_prompt(messages=turns).prompt,
+                plain(messages=turns[:n_system]).prompt if n_system else "")
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
@@ -230,12 +223,13 @@ class LlamaCppRuntime(LLMRuntime):
             if lc.llama_state_seq_set_data(self._ctx, buf, len(state), 0) != 0:
                 self._held = list(pkeys)
             return
-        pkeys = [_key(u) for u in self._units(prefix)]
+        punits = self._units(prefix)
+        pkeys = [_key(u) for u in punits]
         if not pkeys or keys[:len(pkeys)] != pkeys:
             return
         n = self._common(pkeys)
         self._trim(n)
-        self._decode(self._units(prefix)[n:], n, want_all=False, last=False)
+        self._decode(punits[n:], n, want_all=False, last=False)
         size = lc.llama_state_seq_get_size(self._ctx, 0)
         buf = (ctypes.c_uint8 * size)()
         got = lc.llama_state_seq_get_data(self._ctx, buf, size, 0)

@@ -42,12 +42,10 @@ class OpenAIRuntime(LLMRuntime):
             import openai
         except ImportError as e:
             raise BackendUnavailable(f"the openai backend needs the `openai` package: {e}") from e
+        # render() is the base class's plain transcript: only used to count tokens, the server
+        # applies the model's chat template itself.
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
         self.spec, self.base_url, self.n_ctx = model, base_url, n_ctx
-
-    def render(self, turns: list[dict]) -> tuple[str, str]:
-        """A plain transcript; only used to count tokens (the server renders chat turns itself)."""
-        return "\n".join(f"{t['role']}: {t['content']}" for t in turns) + "\nassistant:", ""
 
     def tokenize(self, text: str) -> list[int]:
         """An estimate (~4 characters a token): the tokenizer is on the server."""
