@@ -182,7 +182,8 @@ INTRO_SYSTEM = ("You are a movie recommender. A list of movies that fit the user
                 "that list. Do not name any movie. Example: Here are some gritty 2000s crime dramas!")
 # What of the message the opening's prompt reads. llama.cpp reads a prompt at ~30 tokens/s on 2
 # AVX2 cores (reports/llm_backends.md), and everything after the cached system text is read on
-# every turn: 120 characters put the first streamed token at p50 1.1 s, 80 keeps it under 1 s.
+# every turn. The opening reads the understood request (``request_summary``, ~8 tokens) when there
+# is one; else up to 80 characters of the message (~25 tokens: first token p50 1.23 s, vs 0.95).
 INTRO_USER_CHARS = 80
 
 
@@ -199,6 +200,34 @@ def intro_request(user_text: str, finder=None) -> str:
     if len(text) > INTRO_USER_CHARS:
         text = text[:INTRO_USER_CHARS].rsplit(" ", 1)[0]
     return text
+
+
+def request_summary(c) -> str:
+    """What the understood request asks for, in a few words ("sci-fi, comedy; 2010s; dark; for
+    kids"), for the opening's prompt: about 8 tokens where the person's message is 20 or more, and
+    only what the system understood, so the opening cannot promise what the list does not honour.
+    Empty when nothing was understood (the opening then reads the message itself)."""
+    parts = []
+    if c.include_genres:
+        parts.append(", ".join(g.lower() for g in c.include_genres))
+    if c.exclude_genres:
+        parts.append("no " + ", no ".join(g.lower() for g in c.exclude_genres))
+    lo, hi = c.year_min, c.year_max
+    if lo is not None and hi is not None and lo % 10 == 0 and hi == lo + 9:
+        parts.append(f"{lo}s")
+    elif lo is not None and hi is not None:
+        parts.append(f"{lo}-{hi}")
+    elif lo is not None:
+        parts.append(f"after {lo}")
+    elif hi is not None:
+        parts.append(f"before {hi}")
+    if c.moods:
+        parts.append(", ".join(c.moods))
+    if c.audience:
+        parts.append(f"for {c.audience}")
+    if c.like_items:
+        parts.append("like a movie they named")
+    return "; ".join(parts)
 
 
 def intro_messages(request: str):
@@ -275,20 +304,22 @@ class LLMReplyWriter:
                              f"{turns} oldest turn(s) and {tokens} token(s)")
 
     def stream(self, user_text: str, items: list[ReplyItem], notes: list[str], turn: int,
-               log: list[str]) -> Iterator[str]:
+               log: list[str], request: str = "") -> Iterator[str]:
         """Yield reply chunks as generated; the generator's return value is the final, checked reply
         (a failing draft is regenerated once, then replaced by the template). When the streamed
-        draft fails, ``RETRACT`` follows it, so a page can take it off the screen at once."""
+        draft fails, ``RETRACT`` follows it, so a page can take it off the screen at once.
+        ``request``: the understood request in a few words (``request_summary``); the "intro"
+        opening reads it instead of the message when given."""
         if self.mode == "intro":
-            return (yield from self._stream_intro(user_text, items, notes, turn, log))
+            return (yield from self._stream_intro(user_text, items, notes, turn, log, request))
         return (yield from self._stream_full(user_text, items, notes, turn, log))
 
-    def _stream_intro(self, user_text, items, notes, turn, log) -> Iterator[str]:
+    def _stream_intro(self, user_text, items, notes, turn, log, request="") -> Iterator[str]:
         head = "".join(n + "\n" for n in notes if n)
         if head:
             yield head
         tail = "\n" + template_reply(items, [], turn, intro="")
-        messages = intro_messages(intro_request(user_text, self.checker.finder))
+        messages = intro_messages(f"Wants: {request}" if request else intro_request(user_text, self.checker.finder))
         for attempt in range(2):
             gen = self._opening(messages, attempt, log)
             while True:

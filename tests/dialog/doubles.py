@@ -27,9 +27,10 @@ class ScriptedChat:
     """Streams one scripted text per call, a few characters at a time; records closed streams."""
 
     def __init__(self, texts):
-        self.texts, self.calls, self.closed = list(texts), 0, 0
+        self.texts, self.calls, self.closed, self.prompts = list(texts), 0, 0, []
 
     def stream(self, messages, **kw):
+        self.prompts.append(messages)
         text = self.texts[min(self.calls, len(self.texts) - 1)]
         self.calls += 1
         try:

@@ -7,8 +7,10 @@ from dialog.reply import (
     ReplyItem,
     Retract,
     intro_request,
+    request_summary,
     template_reply,
 )
+from dialog.state import Constraints
 from dialog.understand import TitleFinder
 from tests.dialog.doubles import ScriptedChat
 
@@ -40,9 +42,27 @@ def test_intro_request_hides_titles_and_stays_short(resources):
     assert INTRO_USER_CHARS - 15 < len(short) <= INTRO_USER_CHARS and text.startswith(short + " ")  # between words
 
 
-def _run(writer, notes=("I took \"heat\" to mean Heat (1995).",)):
+def test_request_summary_names_only_what_was_understood():
+    c = Constraints(include_genres=["Sci-Fi", "Comedy"], exclude_genres=["Horror"], year_min=2010,
+                    year_max=2019, moods=["dark"], audience="kids", like_items=[3])
+    assert request_summary(c) == "sci-fi, comedy; no horror; 2010s; dark; for kids; like a movie they named"
+    assert request_summary(Constraints(year_min=1995, year_max=2003)) == "1995-2003"
+    assert request_summary(Constraints(year_max=1980)) == "before 1980"
+    assert request_summary(Constraints()) == ""
+
+
+def test_intro_prompt_reads_the_summary_when_there_is_one(resources):
+    checker = ReplyChecker(TitleFinder(resources.titles))
+    chat = ScriptedChat(["Here are some crime dramas!"])
+    _run(LLMReplyWriter(chat, checker), request="crime; 1990s")
+    _run(LLMReplyWriter(chat, checker))
+    assert chat.prompts[0][-1].content == "Wants: crime; 1990s"
+    assert chat.prompts[1][-1].content == "a crime movie like it"          # nothing understood: the message
+
+
+def _run(writer, notes=("I took \"heat\" to mean Heat (1995).",), request=""):
     log, pieces = [], []
-    gen = writer.stream("a crime movie like Heat", ITEMS, list(notes), 1, log)
+    gen = writer.stream("a crime movie like Heat", ITEMS, list(notes), 1, log, request=request)
     while True:
         try:
             pieces.append(next(gen))
