@@ -27,6 +27,7 @@ from dialog.reply import RETRACT, LLMReplyWriter, ReplyChecker, ReplyItem, expla
 from dialog.state import DialogState
 from dialog.tools import ExplainArgs, FilterArgs, RankArgs, RankRecorder, RetrieveArgs, Toolbox
 from dialog.understand import LLMUnderstander, TitleFinder, Understanding, parse_message, truncate
+from dialog.understand.people import read_people
 from ilm.config import RuntimeConfig
 
 DEFAULT_K = 5
@@ -212,6 +213,7 @@ class DialogManager:
                 u, log = self.understander.understand(text, [self.catalog.display(i) for i in new.last_suggestions])
             else:
                 u = parse_message(text, self.finder, self.genres, len(new.last_suggestions), self.max_year)
+            read_people(u, text, self.res.people)
             trace.append(TraceEntry("understand", {"source": u.source}, len(u.titles),
                                     "; ".join(log + [_summarise(u, self.catalog)]), timer.ms()))
         else:
@@ -310,6 +312,7 @@ class DialogManager:
         new.turn += 1
         new.messages.append({"role": "user", "text": text})
         u = parse_message(text, self.finder, self.genres, len(new.last_suggestions), self.max_year)
+        read_people(u, text, self.res.people)
         if u.reset:
             fresh = self.new_state(new.user_id)
             fresh.messages, fresh.turn = new.messages, new.turn
@@ -394,6 +397,11 @@ class DialogManager:
         c.moods = c.moods[-8:]
         if u.audience:
             c.audience = u.audience
+        if u.people:            # "movies by X" asks for X now, instead of whoever was asked for before
+            c.people = list(u.people)
+        for name in u.unknown_people:
+            notes.append(f"I don't know {name}'s films: my catalogue has directors and cast for only "
+                         f"{self._people_coverage()} of its movies, so I'll go by the rest of what you said.")
         if u.but:
             c.but = u.but
         for key in ("liked", "disliked", "seen", "rejected"):
@@ -402,6 +410,12 @@ class DialogManager:
         if u.query_text:
             s.messages[-1]["query"] = u.query_text
         return notes
+
+    def _people_coverage(self) -> str:
+        p = self.res.people
+        if p is None:
+            return "none"
+        return f"{p.coverage()['items_with_person']:,} (mostly from before 1999)"
 
     def _query(self, s: DialogState) -> str:
         c = s.constraints
@@ -424,7 +438,13 @@ class DialogManager:
         history = history + session
         query = self._query(s)
         exclude = sorted(s.excluded())
-        rargs = RetrieveArgs(query, history, list(c.like_items) or list(s.liked[-3:]), exclude, inc, exc, ymin, ymax)
+        # the other movies named so far (seen, or named by the recommender's side): people recommend
+        # what goes with them (retrieval.comention)
+        mentioned = [i for i in dict.fromkeys(s.seen + s.shown) if i not in set(s.disliked + s.rejected)][-10:]
+        people_items = sorted({i for name in c.people for i in self.res.people.items(name)}) \
+            if c.people and self.res.people is not None else []
+        rargs = RetrieveArgs(query, history, list(c.like_items) or list(s.liked[-3:]), exclude, inc, exc, ymin, ymax,
+                             mentioned=mentioned, people_items=people_items)
         r = self.tools.retrieve(rargs)
         trace.append(TraceEntry("retrieve", {"query_text": query[:200], "history_len": len(history),
                                              "like_items": rargs.like_items[-5:], "n_excluded": len(exclude),
@@ -436,14 +456,16 @@ class DialogManager:
         keep = set(f.item_ids)
         cands = [x for x in r.candidates if x.item_id in keep]
         rk = self.tools.rank(RankArgs(cands, query, history, s.liked + c.like_items, s.rejected + s.disliked,
-                                      inc, c.moods, c.audience, k), state=s)
+                                      inc, c.moods, c.audience, k, mentioned=mentioned,
+                                      people_items=people_items), state=s)
         trace.append(TraceEntry("rank", {"n": len(cands), "k": k}, len(rk.ranked), rk.observation, timer.ms()))
         sources = {x.item_id: x.sources for x in cands}
         top = rk.ranked[:k]
         suggestions = []
         for item in top:
             reason = self.tools.explain(ExplainArgs(item.item_id, item.features, item.parts,
-                                                    s.liked + c.like_items, inc, c.moods)).reason
+                                                    s.liked + c.like_items, inc, c.moods,
+                                                    people=list(c.people))).reason
             suggestions.append(self._suggestion(item.item_id, reason, item.score, item.parts))
         trace.append(TraceEntry("explain", {"item_ids": [x.item_id for x in top]}, len(top),
                                 f"wrote {len(top)} reasons", timer.ms()))

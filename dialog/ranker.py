@@ -3,8 +3,11 @@
 Each candidate gets a feature vector (``FEATURES``): the CF model's score for the session
 (standardised over the catalogue), text similarity to the request, similarity to the liked items
 (text and CF spaces), similarity to rejected items, the ILM's score (0 when no ILM is loaded),
-a popularity prior and how well the item matches the constraints (genres asked for, moods,
-audience). The score is ``features @ weights``.
+a popularity prior, how well the item matches the constraints (genres asked for, moods,
+audience), and what people recommend in real conversations (``retrieval.comention``): how often
+the movie was recommended at all, and after the liked movies / the other movies named; whether a
+director or actor asked for is credited on it (``retrieval.people``). The score
+is ``features @ weights``.
 
 The weights are fitted, not hand-set (``fit_weights``): a conditional logit (softmax over one
 turn's candidates, the target as the label; L2) on candidate sets collected from simulated
@@ -19,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 FEATURES = ("cf", "text", "liked_text", "liked_cf", "rejected_text", "ilm", "popularity",
-            "genre_match", "mood_match", "audience_match", "in_text_top", "in_cf_top", "from_liked")
+            "genre_match", "mood_match", "audience_match", "in_text_top", "in_cf_top", "from_liked",
+            "talked_about", "after_liked", "after_mentioned", "people_match")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "ranker_weights"
 
 

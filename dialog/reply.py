@@ -225,6 +225,8 @@ def request_summary(c) -> str:
         parts.append(", ".join(c.moods))
     if c.audience:
         parts.append(f"for {c.audience}")
+    if c.people:
+        parts.append("with or by " + " or ".join(c.people))
     if c.like_items:
         parts.append("like a movie they named")
     return "; ".join(parts)

@@ -22,6 +22,7 @@ class Constraints:
     but: str | None = None                                # the "but Y" of "like X but Y"
     moods: list[str] = field(default_factory=list)        # mood or theme words ("dark", "heist")
     audience: str | None = None                           # "kids", "family", "adults"
+    people: list[str] = field(default_factory=list)       # directors / actors asked for (PeopleIndex names)
 
     def conflicts(self) -> list[str]:
         """Plain-words descriptions of constraints that cannot hold together."""

@@ -43,12 +43,16 @@ class RetrieveArgs:
     k_cf: int = 100
     k_item: int = 20
     k_popular: int = 30
+    k_after: int = 30            # per anchor: the movies people recommended after it
+    k_talked: int = 30           # the movies recommended most in real conversations
+    mentioned: list[int] = field(default_factory=list)    # other movies named in the conversation
+    people_items: list[int] = field(default_factory=list)  # movies of the directors / actors asked for
 
 
 @dataclass
 class Candidate:
     item_id: int
-    sources: list[str]                  # "text", "cf", "liked", "popular"
+    sources: list[str]                  # "text", "cf", "liked", "popular", "after", "talked_about", "people"
     text_rank: int | None = None
     cf_rank: int | None = None
 
@@ -96,6 +100,8 @@ class RankArgs:
     moods: list[str] = field(default_factory=list)
     audience: str | None = None
     k: int = 5
+    mentioned: list[int] = field(default_factory=list)    # other movies named in the conversation
+    people_items: list[int] = field(default_factory=list)  # movies of the directors / actors asked for
 
 
 @dataclass
@@ -125,6 +131,7 @@ class ExplainArgs:
     liked: list[int] = field(default_factory=list)
     include_genres: list[str] = field(default_factory=list)
     moods: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)        # directors / actors asked for
 
 
 @dataclass
@@ -154,10 +161,11 @@ class Toolbox:
 
     descriptions = {
         "retrieve": "Find candidate movies: text search of the request, the CF model's next-item "
-                    "guesses from the session, and neighbours of liked movies, within the constraints.",
+                    "guesses from the session, neighbours of liked movies, what people recommended after "
+                    "the movies named, and the most talked-about, within the constraints.",
         "filter": "Drop candidates that are seen, rejected, shown, or break the genre/year constraints.",
         "rank": "Order candidates by CF score, text match, similarity to liked movies, ILM score, "
-                "popularity and constraint matches, with fitted weights.",
+                "popularity, what people recommend in conversations and constraint matches, with fitted weights.",
         "explain": "One plain-words reason why a movie was suggested.",
     }
 
@@ -175,6 +183,8 @@ class Toolbox:
         pop = np.asarray(resources.popularity, dtype=np.float64)
         self.pop_feat = np.log1p(pop) / max(np.log1p(pop.max()), 1e-9)
         self.pop_order = np.argsort(-pop, kind="stable")
+        self.talk = resources.conversations           # None: artefacts without conversation counts
+        self.talk_feat = self.talk.talked_about() if self.talk is not None else np.zeros(self.n_items)
         self.years = items["year"].to_numpy(dtype=np.float64)
         self.genres = [set(g) for g in items["genres"]]
         self.text_lower = [f"{t} {' '.join(tags)} {d}".lower()
@@ -248,10 +258,29 @@ class Toolbox:
         if args.like_items:
             counts["liked"] = n_liked
         mask = self.res.text_index.allowed_mask(**filters)
+        people = [i for i in dict.fromkeys(args.people_items) if mask[i]]
+        for r, i in enumerate(people):
+            add(i, "people", r)
+        if args.people_items:
+            counts["people"] = len(people)
         pops = [int(i) for i in self.pop_order[mask[self.pop_order]][:args.k_popular]]
         for r, i in enumerate(pops):
             add(i, "popular", r)
         counts["popular"] = len(pops)
+        if self.talk is not None and not self.talk.is_empty:
+            n_after = 0
+            for seed in list(dict.fromkeys(list(args.like_items) + list(args.mentioned)))[-8:]:
+                for r, i in enumerate(j for j in self.talk.neighbours(seed, args.k_after * 2) if mask[j]):
+                    if r >= args.k_after:
+                        break
+                    add(i, "after", r)
+                    n_after += 1
+            if n_after:
+                counts["after"] = n_after
+            talked = self.talk.top(args.k_talked, allowed=mask)
+            for r, i in enumerate(talked):
+                add(i, "talked_about", r)
+            counts["talked_about"] = len(talked)
         return RetrieveResult(list(found.values()), counts)
 
     def filter(self, args: FilterArgs) -> FilterResult:
@@ -299,6 +328,13 @@ class Toolbox:
         if self.ilm_scorer is not None:
             feats[:, col["ilm"]] = np.asarray(self.ilm_scorer(state, ids), dtype=np.float64)
         feats[:, col["popularity"]] = self.pop_feat[ids]
+        if args.people_items:
+            feats[:, col["people_match"]] = np.isin(ids, np.asarray(args.people_items, dtype=np.int64))
+        if self.talk is not None:
+            feats[:, col["talked_about"]] = self.talk_feat[ids]
+            feats[:, col["after_liked"]] = self.talk.after(liked, ids) if liked else 0.0
+            others = [i for i in dict.fromkeys(args.mentioned) if i not in set(liked)][-10:]
+            feats[:, col["after_mentioned"]] = self.talk.after(others, ids) if others else 0.0
         if args.include_genres:
             want = {g.lower() for g in args.include_genres}
             feats[:, col["genre_match"]] = [len({x.lower() for x in self.genres[i]} & want) / len(want) for i in ids]
@@ -349,6 +385,11 @@ class Toolbox:
             sims = self.text_embeds[liked] @ self.text_embeds[args.item_id] + \
                 self.cf_embeds[liked] @ self.cf_embeds[args.item_id]
             bits.append(f"close to {self.catalog.items.title.iloc[liked[int(np.argmax(sims))]]}, which you liked")
+        people = self.res.people
+        for name in args.people if people is not None else []:
+            roles = people.roles(name, args.item_id)
+            if roles:
+                bits.append(f"directed by {name}" if "director" in roles else f"with {name}")
         moods = [m for m in args.moods if m.lower()[:6] in self.text_lower[args.item_id]]
         if moods:
             bits.append(f"{', '.join(moods[:2])}")

@@ -14,6 +14,9 @@ Layout of ``<out>/<dataset>/``:
   sasrec.pt              SASRec weights + config + n_items
   cf.faiss (+ .json)     exact inner-product index over SASRec item embeddings (item-to-item)
   embeddings/sasrec.*    item and user embeddings (retrieval/embeddings.py format) for the Q-Former
+  conversations.npz      what people recommend in real conversations, counted on the CRS data's fit
+                         parts (retrieval/comention.py); empty counts when <data-dir>/crs is missing
+  people.json            directors and cast (retrieval/people.py), from the ml-100k description files
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.catalog import Catalog, build_catalog
+from retrieval.comention import ConversationStats
+from retrieval.people import PeopleIndex
 from retrieval.data import load_dataset
 from retrieval.embeddings import save_embeddings
 from retrieval.index import ItemIndex
@@ -61,6 +66,8 @@ class Resources:
     cf: SASRec
     cf_index: ItemIndex
     manifest: dict = field(default_factory=dict)
+    conversations: ConversationStats | None = None
+    people: PeopleIndex | None = None
     _encoder: TextEncoder | None = None
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -123,14 +130,60 @@ def build_resources(dataset: str, out_dir, config: str = "default", data_dir=Non
                     {"model": "sasrec", "config": asdict(cf.config), "dataset": dataset, "split": split.name,
                      "user_repr": "final hidden state over the history before the held-out target"})
 
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    conversations = _conversation_stats(catalog, split, data_dir, out, log)
+    people = _people_index(catalog, data_dir, out, log)
     manifest = {"version": MANIFEST_VERSION, "dataset": dataset, "config": config,
-                "created": time.strftime("%Y-%m-%d %H:%M:%S"), "build_s": round(time.perf_counter() - t0, 1),
-                "files": {str(p.relative_to(out)): _sha256(p) for p in files}}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"), "build_s": round(time.perf_counter() - t0, 1)}
+    _write_manifest(out, manifest)
     log(f"[build] done in {manifest['build_s']}s -> {out}")
     return Resources(dataset, catalog, titles, split, split.popularity(), text_embeds, text_index,
-                     cf, cf_index, manifest)
+                     cf, cf_index, manifest, conversations, people)
+
+
+def _people_index(catalog, data_dir, out: Path, log) -> PeopleIndex:
+    from retrieval.data import resolve_data_dir
+    people = PeopleIndex.build(catalog, resolve_data_dir(data_dir) / "movie-descriptions")
+    people.save(out / "people.json")
+    c = people.coverage()
+    log(f"[build] people: {c['people']} ({c['directors']} directors) credited on {c['items_with_person']} "
+        f"movies ({c['share_with_person']:.0%} of the catalogue)")
+    return people
+
+
+def _conversation_stats(catalog, split, data_dir, out: Path, log) -> ConversationStats:
+    from retrieval.crs_data import fit_conversation_stats
+    stats = fit_conversation_stats(catalog, split.popularity(), data_dir,
+                                   on_error=lambda msg: log(f"[build] crs: {msg}"))
+    stats.save(out / "conversations.npz")
+    m = stats.meta
+    counted = m.get("note") or f"{m['samples']} fit samples, {m['movies_recommended']} movies recommended, {m['pairs']} pairs"
+    log(f"[build] conversation counts: {counted}")
+    return stats
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    manifest["files"] = {str(p.relative_to(out)): _sha256(p) for p in files}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def missing_parts(res: Resources) -> list[str]:
+    """The parts newer than these artefacts (built before they existed)."""
+    return [name for name in ("conversations", "people") if getattr(res, name) is None]
+
+
+def add_missing_parts(res: Resources, out_dir, data_dir=None, log=print) -> Resources:
+    """Artefacts built before the conversation counts or the people index existed: build those and
+    add them to the manifest, leaving the rest as built."""
+    out = Path(out_dir) / res.dataset
+    missing = missing_parts(res)
+    if "conversations" in missing:
+        res.conversations = _conversation_stats(res.catalog, res.split, data_dir, out, log)
+    if "people" in missing:
+        res.people = _people_index(res.catalog, data_dir, out, log)
+    res.manifest["added"] = {**res.manifest.get("added", {}), **{m: time.strftime("%Y-%m-%d %H:%M:%S") for m in missing}}
+    _write_manifest(out, res.manifest)
+    return res
 
 
 def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
@@ -161,6 +214,21 @@ def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
         cf = SASRec.load(out / "sasrec.pt")
     except ValueError as e:
         raise ArtifactError(f"{e}; " + _rebuild_hint(dataset, Path(out_dir))) from None
+    conversations = None
+    if "conversations.npz" in files:
+        try:
+            conversations = ConversationStats.load(out / "conversations.npz")
+        except ValueError as e:
+            raise ArtifactError(f"{e}; " + _rebuild_hint(dataset, Path(out_dir))) from None
+        if len(conversations) != len(catalog):
+            raise ArtifactError(f"{out / 'conversations.npz'} counts {len(conversations)} movies but the catalogue "
+                                f"has {len(catalog)}; " + _rebuild_hint(dataset, Path(out_dir)))
+    people = None
+    if "people.json" in files:
+        try:
+            people = PeopleIndex.load(out / "people.json")
+        except (ValueError, KeyError, TypeError) as e:
+            raise ArtifactError(f"{out / 'people.json'}: {e}; " + _rebuild_hint(dataset, Path(out_dir))) from None
     return Resources(dataset, catalog, titles, split, split.popularity(), text_embeds,
                      ItemIndex.load(out / "text.faiss", catalog.items), cf,
-                     ItemIndex.load(out / "cf.faiss", catalog.items), manifest)
+                     ItemIndex.load(out / "cf.faiss", catalog.items), manifest, conversations, people)

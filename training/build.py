@@ -1,4 +1,5 @@
-"""Build the artefacts the recommender loads: CF model, text embeddings, faiss indexes.
+"""Build the artefacts the recommender loads: CF model, text embeddings, faiss indexes, the counts
+of what people recommend in real conversations (the CRS data's fit parts), the people index.
 
     python -m training.build --dataset ml-latest-small --artifacts artifacts [--config default|smoke]
 
@@ -12,7 +13,7 @@ import os
 import torch
 
 from retrieval.cli import add_data_args
-from retrieval.resources import CONFIGS, ArtifactError, build_resources, load_resources
+from retrieval.resources import CONFIGS, ArtifactError, add_missing_parts, build_resources, load_resources, missing_parts
 
 
 def main(argv=None) -> None:
@@ -26,6 +27,9 @@ def main(argv=None) -> None:
     if not a.force:
         try:
             res = load_resources(a.dataset, a.artifacts, a.data_dir)
+            if missing_parts(res):
+                print(f"[build] the artefacts predate {', '.join(missing_parts(res))}; adding them")
+                add_missing_parts(res, a.artifacts, a.data_dir)
             print(f"[build] artefacts for {a.dataset} in {a.artifacts} are present and valid "
                   f"(built {res.manifest.get('created')}); --force rebuilds")
             return

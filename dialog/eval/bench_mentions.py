@@ -1,5 +1,5 @@
 """Benchmark: the movie titles and genres the rules reader finds in real seekers' messages, against
-the ``entity`` annotations of the CRS data sets (ReDial, OpenDialKG; ``dialog/eval/crs_data.py``).
+the ``entity`` annotations of the CRS data sets (ReDial, OpenDialKG; ``retrieval/crs_data.py``).
 
     python -m dialog.eval.bench_mentions                       # both data sets, fit and dev parts
     python -m dialog.eval.bench_mentions --crs redial --parts fit
@@ -23,8 +23,13 @@ Predictions: the catalogue ids of the reader's title mentions (the item, else th
 as the manager takes them) and its genres to include or exclude. Precision and recall are micro
 averages over all messages (each distinct id per message counted once); ``examples`` lists a few
 false positives and misses. Entity names that are neither mapped movies nor genre words are counted
-("other", people-like when they look like a personal name of two or three capitalised words):
-nothing reads names yet, so this is the size of that gap.
+("other", people-like when they look like a personal name of two or three capitalised words).
+
+People (with the people index, ``retrieval.people``, built from the data like the catalogue):
+labels = the attributed people-like "other" names of the message; predictions = the people
+``dialog.understand.people.read_people`` finds (which also drops title readings inside a name, as
+the manager does); names compared by ``retrieval.people.name_key``. A found person not annotated
+is a false positive; an annotated one the index does not know is a miss (coverage counts).
 
 Parts: ReDial fit/dev = the two halves of its validation file; OpenDialKG fit = its train file,
 dev = its validation file (tune on fit only). Writes ``<out>/mentions_<dataset>.{json,md}``.
@@ -39,11 +44,13 @@ from collections import Counter
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from dialog.eval.crs_data import CRS_DATASETS, PARTS, TitleMapper, load_crs
+from retrieval.crs_data import CRS_DATASETS, PARTS, TitleMapper, load_crs
 from dialog.understand import TitleFinder, parse_message
 from dialog.understand.lexicon import canonical_genre
+from dialog.understand.people import read_people
 from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, md_table, run_line, write_report
+from retrieval.people import PeopleIndex, name_key
 from retrieval.titles import TitleIndex, normalize_title
 
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -97,11 +104,14 @@ def message_labels(sample, mapper: TitleMapper, genres: list[str]) -> tuple[set[
     return ids, found_genres, other
 
 
-def predictions(text: str, finder: TitleFinder, genres: list[str], max_year: int) -> tuple[set[int], set[str]]:
+def predictions(text: str, finder: TitleFinder, genres: list[str], max_year: int, people=None
+                ) -> tuple[set[int], set[str], set[str]]:
     u = parse_message(text, finder, genres, 0, max_year)
+    if people is not None:
+        read_people(u, text, people)
     ids = {m.item_id if m.item_id is not None else m.candidates[0] for m in u.titles
            if m.item_id is not None or m.candidates}
-    return ids, set(u.include_genres) | set(u.exclude_genres)
+    return ids, set(u.include_genres) | set(u.exclude_genres), {name_key(n) for n in u.people}
 
 
 def _pr(tp: int, n_pred: int, n_gold: int) -> dict:
@@ -110,17 +120,22 @@ def _pr(tp: int, n_pred: int, n_gold: int) -> dict:
             "tp": tp, "predicted": n_pred, "labels": n_gold}
 
 
-def measure(samples, finder: TitleFinder, mapper: TitleMapper, catalog, max_year: int) -> dict:
-    """Precision / recall of title ids and genres on the last messages of ``samples``."""
+def measure(samples, finder: TitleFinder, mapper: TitleMapper, catalog, max_year: int, people=None) -> dict:
+    """Precision / recall of title ids, genres (and people, given an index) on the last messages."""
     genres = list(catalog.genres)
     t = Counter()
     g = Counter()
+    pp = Counter()
     ent = Counter()
     fps, misses = Counter(), Counter()
     for s in samples:
         msg = s.context[-1]
         gold_ids, gold_genres, other = message_labels(s, mapper, genres)
-        pred_ids, pred_genres = predictions(msg, finder, genres, max_year)
+        pred_ids, pred_genres, pred_people = predictions(msg, finder, genres, max_year, people)
+        gold_people = {name_key(n) for n in other if _PERSON.match(n.strip())}
+        pp["tp"] += len(gold_people & pred_people)
+        pp["pred"] += len(pred_people)
+        pp["gold"] += len(gold_people)
         t["tp"] += len(gold_ids & pred_ids)
         t["pred"] += len(pred_ids)
         t["gold"] += len(gold_ids)
@@ -144,6 +159,7 @@ def measure(samples, finder: TitleFinder, mapper: TitleMapper, catalog, max_year
     return {"messages": len(samples),
             "titles": _pr(t["tp"], t["pred"], t["gold"]),
             "genres": _pr(g["tp"], g["pred"], g["gold"]),
+            **({"people": _pr(pp["tp"], pp["pred"], pp["gold"])} if people is not None else {}),
             "entities": dict(ent),
             "examples": {"false_positives": [k for k, _ in fps.most_common(N_EXAMPLES)],
                          "misses": [k for k, _ in misses.most_common(N_EXAMPLES)]}}
@@ -152,12 +168,14 @@ def measure(samples, finder: TitleFinder, mapper: TitleMapper, catalog, max_year
 def markdown(report: dict) -> str:
     rows = []
     for part, r in report["parts"].items():
-        for what in ("titles", "genres"):
+        for what in ("titles", "genres", "people"):
+            if what not in r:
+                continue
             x = r[what]
             rows.append([part, what, r["messages"], x["labels"], x["predicted"], x["tp"],
                          "-" if x["precision"] is None else f"{x['precision']:.3f}",
                          "-" if x["recall"] is None else f"{x['recall']:.3f}"])
-    lines = [f"# Title and genre mentions on {report['dataset']} seekers' last messages", "",
+    lines = [f"# Title, genre and people mentions on {report['dataset']} seekers' last messages", "",
              run_line(report["run"]), "",
              *md_table(["part", "what", "messages", "labels", "predicted", "correct", "precision", "recall"], rows),
              "", "Entity names per part (distinct per sample): " + "; ".join(
@@ -184,6 +202,7 @@ def main(argv=None) -> dict:
     p.add_argument("--crs-dir", default=None, help="the folder holding redial/ and opendialkg/")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="at most N samples per part (a fixed pseudo-random subset by sha256 of the id)")
+    p.add_argument("--no-people", action="store_true", help="without the people index (titles as before it)")
     add_data_args(p, artifacts=False, reports=True)
     a = p.parse_args(argv)
     datasets = [d for d in a.crs.split(",") if d]
@@ -200,6 +219,7 @@ def main(argv=None) -> dict:
     finder = TitleFinder(TitleIndex(catalog, popularity))
     mapper = TitleMapper(catalog, popularity)
     max_year = int(catalog.items.year.max())
+    people = None if a.no_people else PeopleIndex.build(catalog, raw.data_dir / "movie-descriptions")
     reports = {}
     for ds in datasets:
         report = {"dataset": ds, "catalogue": a.dataset, "parts": {}}
@@ -207,7 +227,9 @@ def main(argv=None) -> dict:
             samples = load_crs(ds, part, a.data_dir, root=a.crs_dir)
             if a.limit:
                 samples = sorted(samples, key=lambda s: _shuffle_key(s.id))[:a.limit]
-            report["parts"][part] = measure(samples, finder, mapper, catalog, max_year)
+            report["parts"][part] = measure(samples, finder, mapper, catalog, max_year, people)
+        if people is not None:
+            report["people_index"] = people.coverage()
         report["run"] = run.finish(catalogue=a.dataset, limit=a.limit)
         write_report(a.out, f"mentions_{ds}", report, markdown, echo=True)
         reports[ds] = report

@@ -25,7 +25,7 @@ Systems:
     (cd ../worktree && python -m dialog.batch --input /tmp/crs_dev.jsonl --output /tmp/before.jsonl --k 50)
     python -m dialog.eval.crs --predictions before=/tmp/before.jsonl
 
-Data, fit/dev parts, title mapping and protocol: ``dialog/eval/crs_data.py``. Metrics per sample,
+Data, fit/dev parts, title mapping and protocol: ``retrieval/crs_data.py``. Metrics per sample,
 over the labels left after the protocol: recall@k = the fraction of the sample's labels in the top
 k; ndcg@10 with binary gains (ideal = all labels first); each averaged over samples, with a
 percentile bootstrap 95% interval resampling samples. Lists are de-duplicated before scoring; a
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from dialog.eval.crs_data import (
+from retrieval.crs_data import (
     CRS_DATASETS,
     CRSDataError,
     EvalSample,
@@ -375,7 +375,7 @@ def main(argv=None) -> dict:
                  f"{man.get('created')})" + (" - a SMOKE build: numbers are for checking the pipeline only"
                                              if man.get("config") == "smoke" else "") + ".",
                  f"Data: {a.crs_dir or crs_dir(a.data_dir)} (iEvaLM-CRS processed files); dev part "
-                 + ("= ReDial validation dialogs whose id hashes to dev (dialog/eval/crs_data.py)"
+                 + ("= ReDial validation dialogs whose id hashes to dev (retrieval/crs_data.py)"
                     if ds == "redial" else "= OpenDialKG validation") + ".",
                  "Context movies (excluded from the labels, and from the popularity and text lists): the mapped "
                  "`entity` names of the sample, plus labels named verbatim with their year in the context.",

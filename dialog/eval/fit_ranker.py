@@ -1,4 +1,5 @@
-"""Fit the conversational ranker's weights on simulated conversations of training users.
+"""Fit the conversational ranker's weights on simulated conversations of training users and on
+real conversations (the CRS data's fit parts).
 
     python -m dialog.eval.fit_ranker --dataset ml-latest-small --artifacts artifacts
 
@@ -11,12 +12,21 @@ all groups so far (rounds aggregate, so later rounds see the states the fitted r
 The round with the best validation success@5 is kept and written to
 ``dialog/ranker_weights/<dataset>.json`` with how it was fitted.
 
+Real conversations (``--crs``, default on when ``<data-dir>/crs`` exists): every sample of the
+fit parts (ReDial fit, OpenDialKG train) is replayed as ``dialog.batch`` does; the last rank call's
+candidates give one group per recommended movie found among them (features do not depend on the
+weights, so they are collected once). Every round's weights are fitted on the simulated groups so
+far plus these. The dev parts choose: each round is scored on validation users (success@5) and on
+``--crs-dev`` dev samples per CRS data set (recall@10, the first samples by sha256 of their id, as
+``dialog.eval.crs --limit`` picks them); the round with the best sum is kept.
+
 With ``--ilm CHECKPOINT`` (the dialog ILM, ``training.ilm_dialog``) the ranker also has the ILM's
 score as a feature; those weights go to ``<dataset>_ilm.json``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 
 import numpy as np
@@ -44,14 +54,57 @@ def simulate(manager, sim, people, calls: list, max_turns, collect: list | None,
     return float(np.mean(hits))
 
 
+def crs_groups(manager, calls: list, samples, progress: bool) -> tuple[list, int]:
+    """(features, label row) groups from replayed real conversations, and how many samples had a
+    label among the candidates."""
+    from dialog.batch import recommend_conversation
+    from retrieval.crs_data import batch_conversation
+    groups, n_hit = [], 0
+    for s in tqdm(samples, desc="real conversations (fit)", disable=not progress, leave=False):
+        calls.clear()
+        recommend_conversation(manager, batch_conversation(s.sample), 10)
+        ids, feats = calls[-1]
+        pos = {int(i): r for r, i in enumerate(ids)}
+        rows = [pos[i] for i in s.labels if i in pos]
+        n_hit += bool(rows)
+        groups.extend((feats, r) for r in rows)
+    calls.clear()
+    return groups, n_hit
+
+
+def crs_recall(manager, samples, k: int = 10) -> float:
+    from dialog.batch import recommend_conversation
+    from retrieval.crs_data import batch_conversation
+    hits = []
+    for s in samples:
+        got = {int(x["item_id"]) for x in recommend_conversation(manager, batch_conversation(s.sample), k)}
+        hits.append(len(got & set(s.labels)) / len(s.labels))
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def load_crs_parts(res, data_dir, n_dev: int):
+    """The prepared fit samples of every CRS data set and ``n_dev`` dev samples of each (None when
+    the CRS data is missing)."""
+    from retrieval.crs_data import CRS_DATASETS, TitleMapper, crs_dir, load_crs, prepare
+    if not crs_dir(data_dir).is_dir():
+        return None
+    mapper = TitleMapper(res.catalog, res.popularity)
+    fit, dev = [], {}
+    for ds in CRS_DATASETS:
+        fit += prepare(load_crs(ds, "fit", data_dir), mapper)[0]
+        d = prepare(load_crs(ds, "dev", data_dir), mapper)[0]
+        dev[ds] = sorted(d, key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())[:n_dev]
+    return fit, dev
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dialog.eval.fit_ranker", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     ap.add_argument("--n-test", type=int, default=200, help="test users held out (as dialog.eval.evaluate samples them)")
-    ap.add_argument("--n-fit", type=int, default=240, help="fitting users")
-    ap.add_argument("--n-val", type=int, default=80, help="validation users (choose the round)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--n-fit", type=int, default=120, help="fitting users")
+    ap.add_argument("--n-val", type=int, default=60, help="validation users (choose the round)")
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-turns", type=int, default=5)
     ap.add_argument("--l2", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
@@ -59,6 +112,11 @@ def main(argv=None):
                     help="fit with the dialog ILM's score (a training.ilm_dialog checkpoint)")
     ap.add_argument("--weights-out", default=None,
                     help="weights JSON (default dialog/ranker_weights/<dataset>.json, <dataset>_ilm.json with --ilm)")
+    ap.add_argument("--no-crs", action="store_true", help="only simulated conversations (no real ones)")
+    ap.add_argument("--crs-fit", type=int, default=1500,
+                    help="at most this many fit samples, the first by sha256 of their id (default 1500 of "
+                         "3,283: about 13 minutes on 2 cores); 0 = all")
+    ap.add_argument("--crs-dev", type=int, default=150, help="dev samples per CRS data set that choose the round")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     from retrieval.resources import load_resources
@@ -83,27 +141,45 @@ def main(argv=None):
     history = []
     best = None
     progress = not a.no_progress
-    for r in range(a.rounds + 1):
+    crs = None if a.no_crs else load_crs_parts(res, a.data_dir, a.crs_dev)
+    real: list = []
+    crs_info = {}
+    if crs is not None:
         calls: list = []
+        manager = build_manager(res, weights=weights, recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
+        fit_samples = crs[0] if not a.crs_fit else \
+            sorted(crs[0], key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())[:a.crs_fit]
+        real, n_hit = crs_groups(manager, calls, fit_samples, progress)
+        crs_info = {"fit_samples": len(fit_samples), "fit_samples_with_a_label_among_candidates": n_hit,
+                    "fit_groups": len(real), "dev_samples_per_set": {ds: len(v) for ds, v in crs[1].items()}}
+        print(f"real conversations: {len(fit_samples)} fit samples, {n_hit} with a recommended movie among the "
+              f"candidates -> {len(real)} groups")
+    for r in range(a.rounds + 1):
+        calls = []
         manager = build_manager(res, weights=weights, ilm_scorer=scorer,
                                 recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
         val = simulate(manager, sim, val_people, calls, a.max_turns, None, f"round {r} validation", progress)
-        history.append({"round": r, "val_success@5": round(val, 4), "groups": len(groups),
+        dev = {ds: round(crs_recall(manager, v), 4) for ds, v in crs[1].items()} if crs is not None else {}
+        choose = val + sum(dev.values())
+        history.append({"round": r, "val_success@5": round(val, 4), "dev_recall@10": dev, "groups": len(groups),
                         "weights": {k: round(v, 4) for k, v in weights.weights.items()}})
-        print(f"round {r}: validation success@{a.max_turns} {val:.3f} ({len(groups)} training groups so far)")
-        if r > 0 and (best is None or val > best[0]):
-            best = (val, weights)
+        print(f"round {r}: validation success@{a.max_turns} {val:.3f}, CRS dev recall@10 {dev} "
+              f"({len(groups)} simulated + {len(real)} real training groups)")
+        if r > 0 and (best is None or choose > best[0]):
+            best = (choose, val, dev, weights)
         if r == a.rounds:
             break
         simulate(manager, sim, fit_people, calls, a.max_turns, groups, f"round {r} fitting", progress)
-        w, info = fit_weights(groups, l2=a.l2, seed=a.seed)
+        w, info = fit_weights(groups + real, l2=a.l2, seed=a.seed)
         print(f"  fitted on {info['groups']} groups: loss {info['loss']:.3f}, train hit@5 {info['train_hit@5']:.3f}")
         weights = RankerWeights({f: float(x) for f, x in zip(FEATURES, w)}, {})
-    val, weights = best
+    _, val, dev, weights = best
     weights.meta = {"fitted": True, "source": f"dialog.eval.fit_ranker on {a.dataset}" + (" with the dialog ILM" if a.ilm else ""),
                     "ilm_checkpoint": a.ilm, "model": "conditional logit, L2",
                     "l2": a.l2, "seed": a.seed, "n_fit_users": len(fit_people), "n_val_users": len(val_people),
                     "test_users_excluded": len(test_users), "val_success@5": round(val, 4),
+                    "real_conversations": crs_info, "dev_recall@10": dev,
+                    "chosen_by": "validation success@5 + the CRS dev recall@10s",
                     "rounds": history, "wall_s": round(time.perf_counter() - t0, 1),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = a.weights_out or default_weights_path(a.dataset, ilm=bool(a.ilm))

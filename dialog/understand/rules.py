@@ -294,7 +294,25 @@ def _query_text(rest: str, injection: bool) -> str:
     q = NEGATED_PHRASE_RE.sub(" ", q)
     q = ORDINAL_RE.sub(" ", q)
     q = re.sub(r"[^\w\s'-]", " ", q)
-    return re.sub(r"\s+", " ", q).strip()
+    words = [w for w in q.split() if w.lower().strip("'-") not in QUERY_STOP_WORDS]
+    return " ".join(words)
+
+
+# Words that say nothing about which movie: pronouns, auxiliaries, reactions, chat and request
+# words. Left in the query, they match titles made of them ("Yes, I liked them" -> "Them!", "Yes
+# Man"); what is left is what a text search can use.
+QUERY_STOP_WORDS = frozenset("""
+a an the and or but so if then than to of in on at for from by with about as into over up out
+i i'm im me my mine we us our you your he she him her it its it's they them their those these this
+that there here what which who whom whose when where why how
+am is are was were be been being do does did done have has had having will would could should can
+may might must shall
+yes yeah yep no nope not ok okay sure thanks thank hi hello hey please well oh lol haha wow
+liked like likes love loved loves enjoyed enjoy great good nice awesome cool fine really very
+too also just much more most some any anything something everything one ones all both each other
+movie movies film films watch watched watching seen see saw recommend recommendation
+recommendations suggest suggestions want wanted looking look think know heard
+""".split())
 
 
 # ---- helpers ------------------------------------------------------------------------------------

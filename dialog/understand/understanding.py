@@ -38,6 +38,8 @@ class Understanding:
     reset: bool = False
     injection: bool = False
     nonexistent: bool = False
+    people: list[str] = field(default_factory=list)          # directors / actors the catalogue knows
+    unknown_people: list[str] = field(default_factory=list)  # names after "by", "starring"... it does not
     query_text: str = ""         # the message's content words for text retrieval (negations removed)
     source: str = "rules"        # rules | llm | llm-repaired
 
@@ -49,9 +51,9 @@ class Understanding:
         """True when the message gave anything to rank by."""
         return bool(self.include_genres or self.year_min is not None or self.year_max is not None
                     or self.moods or self.audience or self.like_refs or self.dislike_refs
-                    or self.exclude_genres
+                    or self.exclude_genres or self.people
                     or any(m.item_id is not None for m in self.titles)
-                    or len(re.findall(r"[a-z]{3,}", self.query_text.lower())) >= 2)
+                    or bool(re.search(r"[a-z]{3,}", self.query_text.lower())))   # stop words already out
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,7 +10,7 @@ import pytest
 import retrieval.resources
 from dialog import batch
 from dialog.eval import crs
-from dialog.eval.crs_data import (
+from retrieval.crs_data import (
     BOOK_OR_TV,
     MAIN_TITLE_ONLY,
     NOT_A_MOVIE,

@@ -128,3 +128,23 @@ def test_bench_attribution():
     assert attributed("Go (1999)", "have you seen Go (1999)?")
     assert not attributed("Go (1999)", "I will go there")
     assert not attributed("It", "It was fine") and attributed("Up", "we liked Up")
+
+
+def test_bench_counts_people_against_the_annotations(finder, catalog):
+    import numpy as np
+
+    from dialog.eval.bench_mentions import measure
+    from retrieval.crs_data import CRSSample, TitleMapper
+    from retrieval.people import Credit, PeopleIndex, name_key
+    people = PeopleIndex({name_key("Gary Fenwick"): "Gary Fenwick", name_key("Ida Marlowe"): "Ida Marlowe"},
+                         {name_key("Gary Fenwick"): [Credit(13, "director", 0, ("clayrs",))],
+                          name_key("Ida Marlowe"): [Credit(10, "cast", 0, ("clayrs",))]}, len(catalog), "t")
+    samples = [CRSSample("opendialkg", "1", 1, ("Do you like Gary Fenwick movies?",), ("Gary Fenwick",), ()),
+               CRSSample("opendialkg", "2", 1, ("I like Ida Marlowe and Bo Quint",), ("Ida Marlowe", "Bo Quint"), ()),
+               CRSSample("opendialkg", "3", 1, ("Gary Fenwick is fine",), (), ())]
+    mapper = TitleMapper(catalog, np.ones(len(catalog)))
+    r = measure(samples, finder, mapper, catalog, 2021, people)
+    # found: Gary (x2), Ida; annotated: Gary, Ida, Bo Quint (unknown to the index)
+    assert r["people"] == {"precision": round(2 / 3, 4), "recall": round(2 / 3, 4), "tp": 2, "predicted": 3, "labels": 3}
+    assert r["titles"]["predicted"] == 0          # "Gary" and "Marlowe ..." inside names are no titles
+    assert "people" not in measure(samples, finder, mapper, catalog, 2021)

@@ -101,3 +101,30 @@ def test_a_constant_feature_gets_no_weight():
         groups.append((x, int(np.argmax(x[:, 0]))))
     w, info = fit_weights(groups)
     assert w[FEATURES.index("ilm")] == 0.0 and FEATURES.index("ilm") in info["constant_features"]
+
+
+def test_what_people_recommend_in_conversations_is_a_source_and_features(resources):
+    import dataclasses
+
+    from retrieval.comention import ConversationStats
+    # people recommended Aliens (4) and Jaws (16) after Alien (3); Titanic (15) is the most talked-about
+    st = ConversationStats.count(len(resources.catalog), [("a", [3], [4, 16]), ("b", [3], [4]), ("c", [], [15]),
+                                                          ("d", [], [15]), ("e", [], [15])])
+    tb = Toolbox(dataclasses.replace(resources, conversations=st), Ranker(RankerWeights.prior()))
+    r = tb.retrieve(RetrieveArgs("", like_items=[3], exclude_ids=[3], k_popular=0, k_item=0))
+    src = {c.item_id: c.sources for c in r.candidates}
+    assert "after" in src[4] and "after" in src[16] and "talked_about" in src[15]
+    assert r.counts["after"] == 2
+    r = tb.retrieve(RetrieveArgs("", mentioned=[3], exclude_ids=[3, 16], k_popular=0, k_item=0))
+    assert 16 not in {c.item_id for c in r.candidates} and "after" in {c.item_id: c.sources for c in r.candidates}[4]
+    col = {f: j for j, f in enumerate(FEATURES)}
+    cands = [Candidate(i, []) for i in (4, 16, 15, 0)]
+    _, f = tb.features(RankArgs(cands, liked=[3]))
+    assert f[0, col["after_liked"]] == pytest.approx(1.0) and 0 < f[1, col["after_liked"]] < 1
+    assert f[2, col["after_liked"]] == 0 and f[:, col["after_mentioned"]].tolist() == [0, 0, 0, 0]
+    assert f[2, col["talked_about"]] == 1.0 and f[3, col["talked_about"]] == 0.0
+    _, f = tb.features(RankArgs(cands, mentioned=[3]))
+    assert f[0, col["after_mentioned"]] == pytest.approx(1.0) and f[0, col["after_liked"]] == 0
+    # without conversation counts (older artefacts) the features are 0 and nothing else changes
+    _, f0 = Toolbox(resources, Ranker(RankerWeights.prior())).features(RankArgs(cands, liked=[3]))
+    assert not f0[:, [col["talked_about"], col["after_liked"], col["after_mentioned"]]].any()

@@ -106,3 +106,13 @@ def test_extract_json():
     for bad in ("no json here", '{"a": 1', "{'a': 1}"):
         with pytest.raises(SchemaError):
             extract_json(bad)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Yes, I liked them. Those were great", ""),                 # a reaction: nothing to search for
+    ("ok thanks, anything else you would recommend?", "else"),
+    ("I want a heist movie with a twist ending", "heist twist ending"),
+    ("something gritty and slow, no romance", "gritty slow"),
+])
+def test_the_text_query_keeps_only_words_about_the_movie(finder, fixture_catalog, text, words):
+    assert parse(finder, fixture_catalog, text).query_text == words

@@ -1,6 +1,7 @@
 """The CRS benchmark's data: real conversations (ReDial, OpenDialKG) in the iEvaLM-CRS format, their
 fit and dev parts, the mapping of the movies they name to the catalogue, and the protocol that
-turns a conversation into a scored sample. ``dialog/eval/crs.py`` runs the systems on them.
+turns a conversation into a scored sample. ``dialog/eval/crs.py`` runs the systems on them;
+``retrieval/comention.py`` counts which movies the fit parts name together (a ranker feature).
 
 Files (read from ``<data-dir>/crs``, see ``../shared/data/crs/PROVENANCE.md``; never copied):
 
@@ -366,3 +367,30 @@ def prepare(samples: list[CRSSample], mapper: TitleMapper, n_examples: int = 5) 
                               if examples[k]},
     }
     return out, stats
+
+
+def fit_conversation_stats(catalog: Catalog, popularity: np.ndarray, data_dir=None, *, root=None,
+                           on_error: Callable[[str], None] = _stderr):
+    """``retrieval.comention.ConversationStats`` counted on the **fit** parts of every CRS data set
+    (ReDial fit, OpenDialKG train; the dev parts are never read): per sample, the mapped context
+    movies and the mapped recommended ones. OpenDialKG samples that talk about books or TV are
+    left out (their titles are often also films'). Empty (with a note) when the CRS folder is missing."""
+    from retrieval.comention import ConversationStats
+
+    base = Path(root) if root is not None else crs_dir(data_dir)
+    if not base.is_dir():
+        return ConversationStats.empty(len(catalog), f"no CRS data folder {base}")
+    mapper = TitleMapper(catalog, popularity)
+    triples, per_set = [], {}
+    for ds in CRS_DATASETS:
+        samples = load_crs(ds, "fit", root=base, on_error=on_error)
+        per_set[ds] = len(samples)
+        for s in samples:
+            if ds in MIXED_DOMAINS and _BOOK_TV_WORDS.search("\n".join(s.context) + "\n" + s.resp):
+                continue            # books and TV shows share titles with films: not counted
+            labels = [m.item_id for m in map(mapper.map, s.rec) if m.item_id is not None]
+            if labels:
+                triples.append((f"{ds}/{s.dialog_id}", context_items(s, mapper), labels))
+    return ConversationStats.count(len(catalog), triples,
+                                   {"parts": {ds: f"fit ({FILES[(ds, 'fit')]}, {n} samples)" for ds, n in per_set.items()},
+                                    "catalogue": catalog.name})

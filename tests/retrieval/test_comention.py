@@ -1,0 +1,63 @@
+"""Conversation counts (retrieval/comention.py): counting, the two features, neighbours, save/load,
+and that only the fit parts of the CRS data are read (tiny synthetic iEvaLM files)."""
+import numpy as np
+import pytest
+
+from retrieval.comention import ConversationStats
+from retrieval.crs_data import fit_conversation_stats
+from tests.dialog.test_crs import dialog_ids, item, row, write_jsonl
+
+
+def test_counts_and_features_by_hand():
+    # dialog a: after 0 -> 1 and 2; dialog b: after 0 -> 1 (twice in b counts once), after 3 -> 1
+    st = ConversationStats.count(5, [("a", [0], [1, 2]), ("b", [0], [1]), ("b", [0, 3], [1])])
+    assert st.recommended.tolist() == [0, 3, 1, 0, 0]
+    assert st.co[0, 1] == 2 and st.co[0, 2] == 1 and st.co[3, 1] == 1 and st.co.nnz == 3
+    assert st.meta["samples"] == 3 and st.meta["dialogs"] == 2
+    assert st.talked_about().tolist() == pytest.approx([0, 1, np.log1p(1) / np.log1p(3), 0, 0])
+    top = np.log1p(2)
+    assert st.after([0], [1, 2, 4]).tolist() == pytest.approx([1.0, np.log1p(1) / top, 0.0])
+    assert st.after([0, 3], [1]).tolist() == pytest.approx([(np.log1p(2) + np.log1p(1)) / top])
+    assert st.after([], [1]).tolist() == [0.0] and st.after([99], [1]).tolist() == [0.0]   # unknown anchor
+    assert st.neighbours(0, 5) == [1, 2] and st.neighbours(4, 5) == []
+    assert st.top(5) == [1, 2]                                     # never a movie nobody recommended
+    assert st.top(5, allowed=np.array([True, False, True, True, True])) == [2]
+
+
+def test_empty_counts_give_zero_features():
+    st = ConversationStats.empty(4, "no CRS data")
+    assert st.is_empty and st.talked_about().tolist() == [0.0] * 4 and st.after([1], [0, 2]).tolist() == [0, 0]
+    assert st.top(3) == [] and st.meta["note"] == "no CRS data"
+
+
+def test_save_load_round_trip_and_format_check(tmp_path):
+    st = ConversationStats.count(6, [("a", [0, 5], [1, 2]), ("b", [2], [3])], {"catalogue": "x"})
+    st.save(tmp_path / "c.npz")
+    back = ConversationStats.load(tmp_path / "c.npz")
+    assert back.recommended.tolist() == st.recommended.tolist() and (back.co != st.co).nnz == 0
+    assert back.meta == st.meta
+    bad = ConversationStats(st.recommended, st.co, {**st.meta, "format": 99})
+    bad.save(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="format 99"):
+        ConversationStats.load(tmp_path / "bad.npz")
+
+
+def test_only_fit_parts_are_counted(tmp_path, fixture_catalog):
+    fit_id, dev_id = dialog_ids("fit", 1)[0], dialog_ids("dev", 1)[0]
+    write_jsonl(tmp_path / "redial" / "valid_data_processed.jsonl", [
+        row(fit_id, 2, ["", "hi", "I loved Heat (1995)"], ["Fargo (1996)"], entity=["Heat (1995)"]),
+        row(dev_id, 2, ["", "hi", "I loved Heat (1995)"], ["Titanic (1997)"], entity=["Heat (1995)"])])
+    write_jsonl(tmp_path / "opendialkg" / "train_data_processed.jsonl", [
+        row(1, 1, ["I like Jaws"], ["Alien"], entity=["Jaws"]),
+        row(2, 1, ["any good books like Jaws?"], ["Scream"], entity=["Jaws"])])       # books: not counted
+    write_jsonl(tmp_path / "opendialkg" / "valid_data_processed.jsonl", [
+        row(3, 1, ["I like Jaws"], ["Casablanca"], entity=["Jaws"])])
+    pop = np.ones(len(fixture_catalog))
+    st = fit_conversation_stats(fixture_catalog, pop, root=tmp_path)
+    heat, fargo, titanic = (item(fixture_catalog, *t) for t in (("Heat", 1995), ("Fargo", 1996), ("Titanic", 1997)))
+    jaws, alien, casablanca, scream = (item(fixture_catalog, *t) for t in (("Jaws", 1975), ("Alien", 1979),
+                                                                           ("Casablanca", 1942), ("Scream", 1996)))
+    assert st.co[heat, fargo] == 1 and st.co[jaws, alien] == 1
+    assert st.recommended[titanic] == 0 and st.recommended[casablanca] == 0 and st.recommended[scream] == 0
+    assert st.meta["samples"] == 2
+    assert fit_conversation_stats(fixture_catalog, pop, root=tmp_path / "missing").is_empty
