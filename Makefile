@@ -39,7 +39,7 @@ help:
 	@echo "make eval-terse the same with the terse simulator (no volunteered hints; adds full_ilm after make ilm-dialog)"
 	@echo "make eval-llm   30 simulated conversations with the LLM simulator (Qwen; replays the committed response"
 	@echo "               cache reports/sim_cache_llm_<dataset>.json; about 40 minutes on 2 cores without it)"
-	@echo "make eval-crs   CRS benchmark on real conversations (ReDial, OpenDialKG dev parts): popularity, text, full"
+	@echo "make eval-crs   CRS benchmark on real conversations (ReDial, OpenDialKG dev parts): popularity, text, full (BEFORE=preds.jsonl adds an older commit)"
 	@echo "               -> reports/crs_<redial|opendialkg>.* (python -m dialog.eval.crs --help for --limit, --predictions)"
 	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
 	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
@@ -151,8 +151,9 @@ eval-llm: build llm-weights llama-cpp
 	$(BIN)/python -m training.report_tables
 
 .PHONY: eval-crs
+# BEFORE=FILE also scores an older commit's dialog.batch predictions as system "before" (README)
 eval-crs: build
-	$(BIN)/python -m dialog.eval.crs --dataset $(DATASET) --artifacts $(ARTIFACTS)
+	$(BIN)/python -m dialog.eval.crs --dataset $(DATASET) --artifacts $(ARTIFACTS) $(if $(BEFORE),--predictions before=$(BEFORE))
 
 fit-ranker: build
 	$(BIN)/python -m dialog.eval.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)

@@ -5,8 +5,9 @@ Each candidate gets a feature vector (``FEATURES``): the CF model's score for th
 (text and CF spaces), similarity to rejected items, the ILM's score (0 when no ILM is loaded),
 a popularity prior, how well the item matches the constraints (genres asked for, moods,
 audience), and what people recommend in real conversations (``retrieval.comention``): how often
-the movie was recommended at all, and after the liked movies / the other movies named; whether a
-director or actor asked for is credited on it (``retrieval.people``). The score
+the movie was recommended at all, after the liked movies / the other movies named, and named in
+the same conversations as them; whether a director or actor asked for is credited on it
+(``retrieval.people``); a recency prior (release year). The score
 is ``features @ weights``.
 
 The weights are fitted, not hand-set (``fit_weights``): a conditional logit (softmax over one
@@ -23,7 +24,7 @@ import numpy as np
 
 FEATURES = ("cf", "text", "liked_text", "liked_cf", "rejected_text", "ilm", "popularity",
             "genre_match", "mood_match", "audience_match", "in_text_top", "in_cf_top", "from_liked",
-            "talked_about", "after_liked", "after_mentioned", "people_match")
+            "talked_about", "after_liked", "after_mentioned", "together", "people_match", "recency")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "ranker_weights"
 
 

@@ -44,7 +44,7 @@ class RetrieveArgs:
     k_item: int = 20
     k_popular: int = 30
     k_after: int = 30            # per anchor: the movies people recommended after it
-    k_talked: int = 30           # the movies recommended most in real conversations
+    k_talked: int = 100          # the movies recommended most in real conversations
     mentioned: list[int] = field(default_factory=list)    # other movies named in the conversation
     people_items: list[int] = field(default_factory=list)  # movies of the directors / actors asked for
 
@@ -186,6 +186,8 @@ class Toolbox:
         self.talk = resources.conversations           # None: artefacts without conversation counts
         self.talk_feat = self.talk.talked_about() if self.talk is not None else np.zeros(self.n_items)
         self.years = items["year"].to_numpy(dtype=np.float64)
+        # release year scaled to [0, 1] over 1970-2018 (0 when unknown): people in chats ask for recent films
+        self.recency = np.nan_to_num(np.clip((self.years - 1970) / 48, 0, 1), nan=0.0)
         self.genres = [set(g) for g in items["genres"]]
         self.text_lower = [f"{t} {' '.join(tags)} {d}".lower()
                           for t, tags, d in zip(items["title"], items["tags"], items["description"])]
@@ -335,6 +337,9 @@ class Toolbox:
             feats[:, col["after_liked"]] = self.talk.after(liked, ids) if liked else 0.0
             others = [i for i in dict.fromkeys(args.mentioned) if i not in set(liked)][-10:]
             feats[:, col["after_mentioned"]] = self.talk.after(others, ids) if others else 0.0
+            anchors = liked + others
+            feats[:, col["together"]] = self.talk.together_with(anchors, ids) if anchors else 0.0
+        feats[:, col["recency"]] = self.recency[ids]
         if args.include_genres:
             want = {g.lower() for g in args.include_genres}
             feats[:, col["genre_match"]] = [len({x.lower() for x in self.genres[i]} & want) / len(want) for i in ids]

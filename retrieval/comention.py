@@ -8,6 +8,7 @@ with the movie named. Two counts carry that:
   recommended[j]   in how many fit samples movie j was among the movies recommended next
   co[c, j]         in how many fit dialogs movie j was recommended after movie c had been named
                    (c among the sample's context movies; a dialog counts once per pair)
+  together[a, b]   in how many fit dialogs movies a and b were both named, by either side (symmetric)
 
 Both are plain counts over mapped catalogue ids (``retrieval.crs_data.TitleMapper``), so nothing of
 the conversations' text is kept. They live in the artefacts (``<artifacts>/<dataset>/conversations.npz``,
@@ -16,7 +17,8 @@ derived from data whose terms stay with it.
 
 Features (``dialog.tools``): ``talked_about(ids)`` = log1p(recommended) scaled to [0, 1];
 ``after(anchors, ids)`` = the sum over the anchor movies of log1p(co[anchor, id]), scaled by
-log1p of the largest count, so one strong co-recommendation is about 1.
+log1p of the largest count, so one strong co-recommendation is about 1; ``together(anchors, ids)``
+the same over ``together``.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -36,11 +38,13 @@ class ConversationStats:
     """Recommendation counts from real conversations (see the module docstring)."""
     recommended: np.ndarray          # (N,) int
     co: sp.csr_matrix                # (N, N) int: row = movie named before, column = recommended after
+    together: sp.csr_matrix          # (N, N) int, symmetric: named in the same dialog
     meta: dict
 
     @classmethod
     def empty(cls, n_items: int, why: str = "no conversations") -> ConversationStats:
-        return cls(np.zeros(n_items, dtype=np.int64), sp.csr_matrix((n_items, n_items), dtype=np.int64),
+        zero = sp.csr_matrix((n_items, n_items), dtype=np.int64)
+        return cls(np.zeros(n_items, dtype=np.int64), zero, zero.copy(),
                    {"format": FORMAT, "samples": 0, "dialogs": 0, "note": why})
 
     @classmethod
@@ -49,11 +53,13 @@ class ConversationStats:
         """Count from (dialog id, context movie ids, recommended movie ids) triples."""
         rec = np.zeros(n_items, dtype=np.int64)
         pairs: set[tuple[str, int, int]] = set()
+        named: dict[str, set[int]] = {}
         dialogs, n = set(), 0
         for dialog_id, context, labels in samples:
             context, labels = set(int(i) for i in context), set(int(i) for i in labels)
             n += 1
             dialogs.add(dialog_id)
+            named.setdefault(dialog_id, set()).update(context | labels)
             for j in labels:
                 rec[j] += 1
                 pairs.update((dialog_id, c, j) for c in context if c != j)
@@ -61,10 +67,16 @@ class ConversationStats:
         cols = np.array([j for _, _, j in pairs], dtype=np.int64)
         co = sp.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=(n_items, n_items))
         co.sum_duplicates()
+        tog = [(a, b) for ids in named.values() for a in ids for b in ids if a != b]
+        rows = np.array([a for a, _ in tog], dtype=np.int64)
+        cols = np.array([b for _, b in tog], dtype=np.int64)
+        together = sp.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=(n_items, n_items))
+        together.sum_duplicates()
         info = {"format": FORMAT, "samples": n, "dialogs": len(dialogs),
-                "movies_recommended": int((rec > 0).sum()), "pairs": int(co.nnz)}
+                "movies_recommended": int((rec > 0).sum()), "pairs": int(co.nnz),
+                "together_pairs": int(together.nnz)}
         info.update(meta or {})
-        return cls(rec, co, info)
+        return cls(rec, co, together, info)
 
     def __len__(self) -> int:
         return len(self.recommended)
@@ -81,14 +93,11 @@ class ConversationStats:
 
     def after(self, anchors: Iterable[int], ids=None) -> np.ndarray:
         """Sum over ``anchors`` of log1p(co[anchor, id]) / log1p(the largest count)."""
-        anchors = sorted({int(a) for a in anchors if 0 <= int(a) < len(self)})
-        n = len(self) if ids is None else len(ids)
-        if not anchors or not self.co.nnz:
-            return np.zeros(n)
-        rows = self.co[anchors].astype(np.float64)
-        rows.data = np.log1p(rows.data)
-        v = np.asarray(rows.sum(0)).ravel() / np.log1p(self.co.data.max())
-        return v if ids is None else v[np.asarray(ids, dtype=np.int64)]
+        return _anchored(self.co, anchors, ids, len(self))
+
+    def together_with(self, anchors: Iterable[int], ids=None) -> np.ndarray:
+        """Sum over ``anchors`` of log1p(together[anchor, id]) / log1p(the largest count)."""
+        return _anchored(self.together, anchors, ids, len(self))
 
     def neighbours(self, anchor: int, k: int) -> list[int]:
         """The ``k`` movies most often recommended after ``anchor`` (ties: the more talked-about)."""
@@ -109,9 +118,10 @@ class ConversationStats:
     def save(self, path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        coo = self.co.tocoo()
+        coo, tog = self.co.tocoo(), self.together.tocoo()
         with open(path, "wb") as f:
             np.savez_compressed(f, recommended=self.recommended, rows=coo.row, cols=coo.col, counts=coo.data,
+                                t_rows=tog.row, t_cols=tog.col, t_counts=tog.data,
                                 meta=np.array(json.dumps(self.meta)))
 
     @classmethod
@@ -122,4 +132,17 @@ class ConversationStats:
                 raise ValueError(f"{path}: conversation counts of format {meta.get('format')}, expected {FORMAT}")
             rec = z["recommended"].astype(np.int64)
             co = sp.csr_matrix((z["counts"].astype(np.int64), (z["rows"], z["cols"])), shape=(len(rec), len(rec)))
-        return cls(rec, co, meta)
+            tog = sp.csr_matrix((z["t_counts"].astype(np.int64), (z["t_rows"], z["t_cols"])),
+                                shape=(len(rec), len(rec)))
+        return cls(rec, co, tog, meta)
+
+
+def _anchored(m: sp.csr_matrix, anchors, ids, n_items: int) -> np.ndarray:
+    anchors = sorted({int(a) for a in anchors if 0 <= int(a) < n_items})
+    n = n_items if ids is None else len(ids)
+    if not anchors or not m.nnz:
+        return np.zeros(n)
+    rows = m[anchors].astype(np.float64)
+    rows.data = np.log1p(rows.data)
+    v = np.asarray(rows.sum(0)).ravel() / np.log1p(m.data.max())
+    return v if ids is None else v[np.asarray(ids, dtype=np.int64)]

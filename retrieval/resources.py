@@ -218,9 +218,9 @@ def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
     if "conversations.npz" in files:
         try:
             conversations = ConversationStats.load(out / "conversations.npz")
-        except ValueError as e:
-            raise ArtifactError(f"{e}; " + _rebuild_hint(dataset, Path(out_dir))) from None
-        if len(conversations) != len(catalog):
+        except (ValueError, KeyError):      # an older format: training.build counts it again
+            conversations = None
+        if conversations is not None and len(conversations) != len(catalog):
             raise ArtifactError(f"{out / 'conversations.npz'} counts {len(conversations)} movies but the catalogue "
                                 f"has {len(catalog)}; " + _rebuild_hint(dataset, Path(out_dir)))
     people = None

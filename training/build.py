@@ -28,7 +28,7 @@ def main(argv=None) -> None:
         try:
             res = load_resources(a.dataset, a.artifacts, a.data_dir)
             if missing_parts(res):
-                print(f"[build] the artefacts predate {', '.join(missing_parts(res))}; adding them")
+                print(f"[build] the artefacts lack (or hold an older format of) {', '.join(missing_parts(res))}; adding them")
                 add_missing_parts(res, a.artifacts, a.data_dir)
             print(f"[build] artefacts for {a.dataset} in {a.artifacts} are present and valid "
                   f"(built {res.manifest.get('created')}); --force rebuilds")

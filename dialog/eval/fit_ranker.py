@@ -5,18 +5,18 @@ real conversations (the CRS data's fit parts).
 
 Users, not items, are split: the evaluation's test users (``sample_users(split, n_test, seed)``,
 the same call ``dialog.eval.evaluate`` makes) are removed first; the rest are split into fitting and
-validation users. Each round runs the template simulator against the manager with the current
+validation users. Each round runs the template and the terse simulators against the manager with the current
 weights, records every rank call's candidate features and, where the target is among the
 candidates, the target's row; a conditional logit (``dialog.ranker.fit_weights``) is fitted on
 all groups so far (rounds aggregate, so later rounds see the states the fitted ranker leads to).
-The round with the best validation success@5 is kept and written to
+The round chosen (below) is written to
 ``dialog/ranker_weights/<dataset>.json`` with how it was fitted.
 
 Real conversations (``--crs``, default on when ``<data-dir>/crs`` exists): every sample of the
 fit parts (ReDial fit, OpenDialKG train) is replayed as ``dialog.batch`` does; the last rank call's
 candidates give one group per recommended movie found among them (features do not depend on the
 weights, so they are collected once). Every round's weights are fitted on the simulated groups so
-far plus these. The dev parts choose: each round is scored on validation users (success@5) and on
+far plus these. The dev parts choose: each round is scored on validation users (success@5, the mean of the two simulators) and on
 ``--crs-dev`` dev samples per CRS data set (recall@10, the first samples by sha256 of their id, as
 ``dialog.eval.crs --limit`` picks them); the round with the best sum is kept.
 
@@ -32,7 +32,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from dialog.eval.simulator import TargetFacts, TemplateSimulator, personas, run_conversation, sample_users
+from dialog.eval.simulator import TargetFacts, TemplateSimulator, TerseSimulator, personas, run_conversation, sample_users
 from dialog.eval.systems import FullSystem
 from dialog.manager import build_manager
 from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights
@@ -130,7 +130,8 @@ def main(argv=None):
     fit_people = personas(res.split, pool[:a.n_fit])
     val_people = personas(res.split, pool[a.n_fit:])
     assert not ({p.user_index for p in fit_people + val_people} & test_users)
-    sim = TemplateSimulator(TargetFacts(res.catalog, res.text_embeds, res.popularity), seed=a.seed)
+    facts = TargetFacts(res.catalog, res.text_embeds, res.popularity)
+    sims = {"template": TemplateSimulator(facts, seed=a.seed), "terse": TerseSimulator(facts, seed=a.seed)}
     scorer = None
     if a.ilm:
         from ilm.score import ILMScorer
@@ -158,18 +159,21 @@ def main(argv=None):
         calls = []
         manager = build_manager(res, weights=weights, ilm_scorer=scorer,
                                 recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
-        val = simulate(manager, sim, val_people, calls, a.max_turns, None, f"round {r} validation", progress)
+        vals = {name: round(simulate(manager, sim, val_people, calls, a.max_turns, None,
+                                     f"round {r} validation ({name})", progress), 4) for name, sim in sims.items()}
+        val = float(np.mean(list(vals.values())))
         dev = {ds: round(crs_recall(manager, v), 4) for ds, v in crs[1].items()} if crs is not None else {}
         choose = val + sum(dev.values())
-        history.append({"round": r, "val_success@5": round(val, 4), "dev_recall@10": dev, "groups": len(groups),
+        history.append({"round": r, "val_success@5": vals, "dev_recall@10": dev, "groups": len(groups),
                         "weights": {k: round(v, 4) for k, v in weights.weights.items()}})
-        print(f"round {r}: validation success@{a.max_turns} {val:.3f}, CRS dev recall@10 {dev} "
+        print(f"round {r}: validation success@{a.max_turns} {vals}, CRS dev recall@10 {dev} "
               f"({len(groups)} simulated + {len(real)} real training groups)")
         if r > 0 and (best is None or choose > best[0]):
-            best = (choose, val, dev, weights)
+            best = (choose, vals, dev, weights)
         if r == a.rounds:
             break
-        simulate(manager, sim, fit_people, calls, a.max_turns, groups, f"round {r} fitting", progress)
+        for name, sim in sims.items():
+            simulate(manager, sim, fit_people, calls, a.max_turns, groups, f"round {r} fitting ({name})", progress)
         w, info = fit_weights(groups + real, l2=a.l2, seed=a.seed)
         print(f"  fitted on {info['groups']} groups: loss {info['loss']:.3f}, train hit@5 {info['train_hit@5']:.3f}")
         weights = RankerWeights({f: float(x) for f, x in zip(FEATURES, w)}, {})
@@ -177,14 +181,15 @@ def main(argv=None):
     weights.meta = {"fitted": True, "source": f"dialog.eval.fit_ranker on {a.dataset}" + (" with the dialog ILM" if a.ilm else ""),
                     "ilm_checkpoint": a.ilm, "model": "conditional logit, L2",
                     "l2": a.l2, "seed": a.seed, "n_fit_users": len(fit_people), "n_val_users": len(val_people),
-                    "test_users_excluded": len(test_users), "val_success@5": round(val, 4),
+                    "test_users_excluded": len(test_users), "val_success@5": val,
                     "real_conversations": crs_info, "dev_recall@10": dev,
-                    "chosen_by": "validation success@5 + the CRS dev recall@10s",
+                    "chosen_by": "mean validation success@5 (template, terse) + the CRS dev recall@10s",
+                    "simulators": list(sims),
                     "rounds": history, "wall_s": round(time.perf_counter() - t0, 1),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = a.weights_out or default_weights_path(a.dataset, ilm=bool(a.ilm))
     weights.save(out)
-    print(f"kept validation success {val:.3f}; wrote {out}")
+    print(f"kept validation success {val}, CRS dev recall@10 {dev}; wrote {out}")
 
 
 if __name__ == "__main__":

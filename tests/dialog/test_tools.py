@@ -123,8 +123,11 @@ def test_what_people_recommend_in_conversations_is_a_source_and_features(resourc
     assert f[0, col["after_liked"]] == pytest.approx(1.0) and 0 < f[1, col["after_liked"]] < 1
     assert f[2, col["after_liked"]] == 0 and f[:, col["after_mentioned"]].tolist() == [0, 0, 0, 0]
     assert f[2, col["talked_about"]] == 1.0 and f[3, col["talked_about"]] == 0.0
+    assert f[1, col["together"]] > 0 and f[2, col["together"]] == 0           # Jaws was named with Alien
+    years = resources.catalog.items.year.to_numpy()[[4, 16, 15, 0]]
+    assert f[:, col["recency"]].tolist() == pytest.approx(np.clip((years - 1970) / 48, 0, 1).tolist())
     _, f = tb.features(RankArgs(cands, mentioned=[3]))
     assert f[0, col["after_mentioned"]] == pytest.approx(1.0) and f[0, col["after_liked"]] == 0
     # without conversation counts (older artefacts) the features are 0 and nothing else changes
     _, f0 = Toolbox(resources, Ranker(RankerWeights.prior())).features(RankArgs(cands, liked=[3]))
-    assert not f0[:, [col["talked_about"], col["after_liked"], col["after_mentioned"]]].any()
+    assert not f0[:, [col["talked_about"], col["after_liked"], col["after_mentioned"], col["together"]]].any()

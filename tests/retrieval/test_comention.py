@@ -20,6 +20,9 @@ def test_counts_and_features_by_hand():
     assert st.after([0, 3], [1]).tolist() == pytest.approx([(np.log1p(2) + np.log1p(1)) / top])
     assert st.after([], [1]).tolist() == [0.0] and st.after([99], [1]).tolist() == [0.0]   # unknown anchor
     assert st.neighbours(0, 5) == [1, 2] and st.neighbours(4, 5) == []
+    # named together: a {0, 1, 2}, b {0, 1, 3}
+    assert st.together[0, 1] == 2 and st.together[1, 0] == 2 and st.together[2, 3] == 0 and st.together[3, 1] == 1
+    assert st.together_with([3], [0, 1, 2]).tolist() == pytest.approx([1 / top * np.log1p(1), np.log1p(1) / top, 0])
     assert st.top(5) == [1, 2]                                     # never a movie nobody recommended
     assert st.top(5, allowed=np.array([True, False, True, True, True])) == [2]
 
@@ -35,8 +38,9 @@ def test_save_load_round_trip_and_format_check(tmp_path):
     st.save(tmp_path / "c.npz")
     back = ConversationStats.load(tmp_path / "c.npz")
     assert back.recommended.tolist() == st.recommended.tolist() and (back.co != st.co).nnz == 0
+    assert (back.together != st.together).nnz == 0
     assert back.meta == st.meta
-    bad = ConversationStats(st.recommended, st.co, {**st.meta, "format": 99})
+    bad = ConversationStats(st.recommended, st.co, st.together, {**st.meta, "format": 99})
     bad.save(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="format 99"):
         ConversationStats.load(tmp_path / "bad.npz")

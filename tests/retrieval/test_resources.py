@@ -48,3 +48,30 @@ def test_user_history_excludes_the_target(built):
     assert res.split.test[0] not in hist
     with pytest.raises(KeyError, match="not in this data set"):
         res.user_history(424242)
+
+
+def test_older_artefacts_get_the_new_parts_added(built, tmp_path):
+    """Artefacts built before conversations.npz / people.json existed load without them (the
+    features are then 0); training.build adds them and the manifest covers them."""
+    import json
+    import shutil
+
+    from retrieval.resources import add_missing_parts, missing_parts
+    root, data, _ = built
+    art = tmp_path / "art"
+    shutil.copytree(root / "art", art)
+    out = art / "ml-latest-small"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"conversations.npz", "people.json"} <= set(manifest["files"])
+    for name in ("conversations.npz", "people.json"):
+        (out / name).unlink()
+        del manifest["files"][name]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    old = load_resources("ml-latest-small", art, data_dir=data)
+    assert old.conversations is None and old.people is None
+    assert missing_parts(old) == ["conversations", "people"]
+    add_missing_parts(old, art, data, log=lambda *_: None)
+    again = load_resources("ml-latest-small", art, data_dir=data)
+    assert again.conversations is not None and again.people is not None and missing_parts(again) == []
+    assert again.conversations.is_empty          # the fixture data has no crs folder: empty counts, a note
+    assert "no CRS data folder" in again.conversations.meta["note"]
