@@ -498,7 +498,8 @@ def _summarise(u: Understanding, catalog) -> str:
         name = catalog.display(m.item_id) if m.item_id is not None else (
             f"ambiguous ({len(m.candidates)})" if m.candidates else "not in catalogue")
         bits.append(f"{m.kind} '{m.text}' -> {name}")
-    for key in ("include_genres", "exclude_genres", "moods", "like_refs", "dislike_refs", "seen_refs"):
+    for key in ("include_genres", "exclude_genres", "moods", "people", "unknown_people", "like_refs", "dislike_refs",
+                "seen_refs"):
         v = getattr(u, key)
         if v:
             bits.append(f"{key}={v}")

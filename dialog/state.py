@@ -113,6 +113,8 @@ class DialogState:
             lines.append("Mood: " + ", ".join(c.moods))
         if c.audience:
             lines.append(f"Audience: {c.audience}")
+        if c.people:
+            lines.append("By or with: " + ", ".join(c.people))
         if self.last_suggestions:
             lines.append(f"Last suggested: {names(self.last_suggestions)}")
         if len(lines) == 1:

@@ -238,7 +238,8 @@ def main(argv=None) -> dict:
         if isinstance(sim, LLMSimulator):
             sim.save_cache()
     if isinstance(sim, LLMSimulator):
-        notes.append(f"LLM simulator: {a.llm}; {sim.calls} new generations this run, cache {sim.cache_path}.")
+        notes.append(f"LLM simulator: {a.llm} (backend {chat.backend}); {sim.calls} new generations this run, "
+                     f"cache {sim.cache_path}.")
     report["run"] = run.finish(split=f"{res.split.name} (target = each user's last movie rated >= 4)",
                                artifacts=str(Path(a.artifacts) / a.dataset), llm=a.llm, notes=notes)
     stem = f"sim_{a.dataset}" if a.simulator == "template" else f"sim_{a.simulator}_{a.dataset}"

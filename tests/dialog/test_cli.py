@@ -78,7 +78,7 @@ def test_fit_ranker_never_uses_test_users(fake_load, resources, tmp_path, monkey
     monkeypatch.setattr(fit_ranker, "simulate", spy)
     out = tmp_path / "w.json"
     fit_ranker.main(["--n-test", "4", "--n-fit", "5", "--n-val", "2", "--rounds", "1", "--weights-out", str(out),
-                     "--no-progress"])
+                     "--no-progress", "--no-crs"])
     from dialog.eval.simulator import sample_users
     assert not set(seen_users) & set(sample_users(resources.split, 4, 0))
     w = RankerWeights.load(out)
@@ -130,3 +130,27 @@ def test_runnable_stream_passes_a_withdrawn_draft_on(resources):
     parts = list(RecommenderRunnable(manager).stream("a comedy"))
     assert parts[0] == {"chunk": "Try Casablanca! "} and parts[1] == {"retract": True}
     assert "Casablanca" not in parts[-1]["reply"]
+
+
+def test_fit_ranker_learns_from_real_fit_conversations_and_never_reads_dev(fake_load, resources, tmp_path, monkeypatch):
+    from tests.dialog.test_crs import dialog_ids, row, write_jsonl
+    crs = tmp_path / "data" / "crs"
+    fit, dev = dialog_ids("fit", 6), dialog_ids("dev", 3)
+    write_jsonl(crs / "redial" / "valid_data_processed.jsonl",
+                [row(d, 2, ["", "hi", "I loved Alien (1979), something like it?"], ["Aliens (1986)"],
+                     entity=["Alien (1979)"]) for d in fit]
+                + [row(d, 2, ["", "hi", "I loved Heat (1995)"], ["Fargo (1996)"], entity=["Heat (1995)"]) for d in dev])
+    write_jsonl(crs / "opendialkg" / "train_data_processed.jsonl", [row(1, 1, ["I like Jaws"], ["Alien"], entity=["Jaws"])])
+    write_jsonl(crs / "opendialkg" / "valid_data_processed.jsonl", [row(2, 1, ["I like Up"], ["Shrek"], entity=["Up"])])
+    monkeypatch.setenv("ILMREC_DATA_DIR", str(tmp_path / "data"))
+    replayed = []
+    real = fit_ranker.crs_groups
+    monkeypatch.setattr(fit_ranker, "crs_groups", lambda m, c, samples, p: (replayed.extend(samples), real(m, c, samples, p))[1])
+    out = tmp_path / "w.json"
+    fit_ranker.main(["--n-test", "4", "--n-fit", "4", "--n-val", "2", "--rounds", "1", "--weights-out", str(out),
+                     "--no-progress", "--crs-dev", "5"])
+    assert {s.sample.dialog_id for s in replayed} == set(fit) | {"1"}          # fit parts only
+    meta = RankerWeights.load(out).meta
+    assert meta["real_conversations"]["fit_samples"] == 7 and meta["real_conversations"]["fit_groups"] >= 1
+    assert meta["real_conversations"]["dev_samples_per_set"] == {"redial": 3, "opendialkg": 1}
+    assert set(meta["dev_recall@10"]) == {"redial", "opendialkg"}

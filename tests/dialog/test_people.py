@@ -58,6 +58,7 @@ def test_the_manager_answers_from_the_index_and_explains_it(people_manager):
     rank = [e for e in turn.trace if e.tool == "retrieve"][0]
     assert "people 2" in rank.summary
     assert turn.state.liked == []                       # asking about a person likes no movie
+    assert "By or with: Ridley Vance" in turn.state.describe(people_manager.catalog)
 
 
 def test_an_unknown_person_is_said_not_guessed(people_manager):
