@@ -23,7 +23,15 @@ import numpy as np
 
 from dialog.policy import RulePolicy
 from dialog.ranker import Ranker, RankerWeights, default_weights_path
-from dialog.reply import RETRACT, LLMReplyWriter, ReplyChecker, ReplyItem, explain_reply, request_summary, template_reply
+from dialog.reply import (
+    RETRACT,
+    LLMReplyWriter,
+    ReplyChecker,
+    ReplyItem,
+    explain_reply,
+    request_summary,
+    template_reply,
+)
 from dialog.state import DialogState
 from dialog.tools import ExplainArgs, FilterArgs, RankArgs, RankRecorder, RetrieveArgs, Toolbox
 from dialog.understand import LLMUnderstander, TitleFinder, Understanding, parse_message, truncate

@@ -31,10 +31,10 @@ import numpy as np
 
 from retrieval.catalog import Catalog, build_catalog
 from retrieval.comention import ConversationStats
-from retrieval.people import PeopleIndex
 from retrieval.data import load_dataset
 from retrieval.embeddings import save_embeddings
 from retrieval.index import ItemIndex
+from retrieval.people import PeopleIndex
 from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import Split, last_positive_holdout
 from retrieval.text_encoder import TextEncoder, item_text_embeddings

@@ -13,7 +13,14 @@ import os
 import torch
 
 from retrieval.cli import add_data_args
-from retrieval.resources import CONFIGS, ArtifactError, add_missing_parts, build_resources, load_resources, missing_parts
+from retrieval.resources import (
+    CONFIGS,
+    ArtifactError,
+    add_missing_parts,
+    build_resources,
+    load_resources,
+    missing_parts,
+)
 
 
 def main(argv=None) -> None:

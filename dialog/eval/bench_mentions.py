@@ -44,11 +44,11 @@ from collections import Counter
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from retrieval.crs_data import CRS_DATASETS, PARTS, TitleMapper, load_crs
 from dialog.understand import TitleFinder, parse_message
 from dialog.understand.lexicon import canonical_genre
 from dialog.understand.people import read_people
 from retrieval.cli import add_data_args
+from retrieval.crs_data import CRS_DATASETS, PARTS, TitleMapper, load_crs
 from retrieval.eval.report import Run, md_table, run_line, write_report
 from retrieval.people import PeopleIndex, name_key
 from retrieval.titles import TitleIndex, normalize_title

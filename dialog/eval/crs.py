@@ -52,6 +52,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from dialog.eval.evaluate import bootstrap_ci
+from retrieval.cli import add_data_args
 from retrieval.crs_data import (
     CRS_DATASETS,
     CRSDataError,
@@ -62,8 +64,6 @@ from retrieval.crs_data import (
     load_crs,
     prepare,
 )
-from dialog.eval.evaluate import bootstrap_ci
-from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, md_table, run_line, write_report
 
 SYSTEMS = ("popularity", "text", "full")

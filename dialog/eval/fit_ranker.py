@@ -32,7 +32,14 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from dialog.eval.simulator import TargetFacts, TemplateSimulator, TerseSimulator, personas, run_conversation, sample_users
+from dialog.eval.simulator import (
+    TargetFacts,
+    TemplateSimulator,
+    TerseSimulator,
+    personas,
+    run_conversation,
+    sample_users,
+)
 from dialog.eval.systems import FullSystem
 from dialog.manager import build_manager
 from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights

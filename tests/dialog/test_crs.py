@@ -10,6 +10,7 @@ import pytest
 import retrieval.resources
 from dialog import batch
 from dialog.eval import crs
+from retrieval.catalog import Catalog
 from retrieval.crs_data import (
     BOOK_OR_TV,
     MAIN_TITLE_ONLY,
@@ -23,7 +24,6 @@ from retrieval.crs_data import (
     prepare,
     split_part,
 )
-from retrieval.catalog import Catalog
 
 
 def row(dialog_id, turn_id, context, rec, entity=(), resp="ok"):
