@@ -98,6 +98,20 @@ class CRSSample:
         return f"{self.dataset}/{self.dialog_id}/{self.turn_id}"
 
 
+def fixed_subset(samples: list, n: int | None) -> list:
+    """At most ``n`` samples, a fixed pseudo-random subset (ordered by sha256 of their id); all when
+    ``n`` is None or 0."""
+    if not n:
+        return list(samples)
+    return sorted(samples, key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())[:n]
+
+
+def about_books_or_tv(sample: CRSSample) -> bool:
+    """A sample of a mixed-domain data set whose conversation talks about books or TV (their titles
+    are often also films')."""
+    return sample.dataset in MIXED_DOMAINS and bool(_BOOK_TV_WORDS.search("\n".join(sample.context) + "\n" + sample.resp))
+
+
 def split_part(dialog_id) -> str:
     """"fit" or "dev" for a ReDial dialog id (about half each; depends on the id alone)."""
     h = hashlib.sha256(f"{SPLIT_SALT}:{dialog_id}".encode()).hexdigest()
@@ -324,7 +338,7 @@ def prepare(samples: list[CRSSample], mapper: TitleMapper, n_examples: int = 5) 
         n_entities += len(s.entity)
         n_entities_mapped += sum(mapper.map(e).item_id is not None for e in s.entity)
         text = "\n".join(s.context)
-        book_tv = s.dataset in MIXED_DOMAINS and bool(_BOOK_TV_WORDS.search(text + "\n" + s.resp))
+        book_tv = about_books_or_tv(s)
         labels = []
         for name in s.rec:
             n_labels += 1
@@ -386,7 +400,7 @@ def fit_conversation_stats(catalog: Catalog, popularity: np.ndarray, data_dir=No
         samples = load_crs(ds, "fit", root=base, on_error=on_error)
         per_set[ds] = len(samples)
         for s in samples:
-            if ds in MIXED_DOMAINS and _BOOK_TV_WORDS.search("\n".join(s.context) + "\n" + s.resp):
+            if about_books_or_tv(s):
                 continue            # books and TV shows share titles with films: not counted
             labels = [m.item_id for m in map(mapper.map, s.rec) if m.item_id is not None]
             if labels:

@@ -37,7 +37,6 @@ dev = its validation file (tune on fit only). Writes ``<out>/mentions_<dataset>.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -48,7 +47,7 @@ from dialog.understand import TitleFinder, parse_message
 from dialog.understand.lexicon import canonical_genre
 from dialog.understand.people import read_people
 from retrieval.cli import add_data_args
-from retrieval.crs_data import CRS_DATASETS, PARTS, TitleMapper, load_crs
+from retrieval.crs_data import CRS_DATASETS, PARTS, TitleMapper, fixed_subset, load_crs
 from retrieval.eval.report import Run, md_table, run_line, write_report
 from retrieval.people import PeopleIndex, name_key
 from retrieval.titles import TitleIndex, normalize_title
@@ -190,8 +189,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _shuffle_key(sample_id: str) -> str:
-    return hashlib.sha256(sample_id.encode()).hexdigest()
 
 
 def main(argv=None) -> dict:
@@ -225,8 +222,7 @@ def main(argv=None) -> dict:
         report = {"dataset": ds, "catalogue": a.dataset, "parts": {}}
         for part in parts:
             samples = load_crs(ds, part, a.data_dir, root=a.crs_dir)
-            if a.limit:
-                samples = sorted(samples, key=lambda s: _shuffle_key(s.id))[:a.limit]
+            samples = fixed_subset(samples, a.limit)
             report["parts"][part] = measure(samples, finder, mapper, catalog, max_year, people)
         if people is not None:
             report["people_index"] = people.coverage()

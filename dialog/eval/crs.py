@@ -42,7 +42,6 @@ A broken line in a data or predictions file is one error line on stderr; the res
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -61,6 +60,7 @@ from retrieval.crs_data import (
     TitleMapper,
     batch_conversation,
     crs_dir,
+    fixed_subset,
     load_crs,
     prepare,
 )
@@ -220,8 +220,6 @@ def markdown(report: dict) -> str:
 
 
 # ---- command ----
-def _shuffle_key(sample_id: str) -> str:
-    return hashlib.sha256(sample_id.encode()).hexdigest()
 
 
 def _parse_predictions(p, specs: list[str]) -> dict[str, Path]:
@@ -324,7 +322,7 @@ def main(argv=None) -> dict:
     prepared = {}
     for ds in datasets:
         samples, stats = prepare(raw[ds, "dev"], mapper)
-        chosen = sorted(samples, key=lambda s: _shuffle_key(s.id))[:a.limit] if a.limit else samples
+        chosen = fixed_subset(samples, a.limit)
         prepared[ds] = (samples, chosen, stats)
 
     if a.export_batch:

@@ -26,7 +26,6 @@ score as a feature; those weights go to ``<dataset>_ilm.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 
 import numpy as np
@@ -44,6 +43,7 @@ from dialog.eval.systems import FullSystem
 from dialog.manager import build_manager
 from dialog.ranker import FEATURES, RankerWeights, default_weights_path, fit_weights
 from retrieval.cli import add_data_args
+from retrieval.crs_data import fixed_subset
 
 
 def simulate(manager, sim, people, calls: list, max_turns, collect: list | None, desc: str, progress: bool) -> float:
@@ -79,14 +79,12 @@ def crs_groups(manager, calls: list, samples, progress: bool) -> tuple[list, int
     return groups, n_hit
 
 
-def crs_recall(manager, samples, k: int = 10) -> float:
-    from dialog.batch import recommend_conversation
-    from retrieval.crs_data import batch_conversation
-    hits = []
-    for s in samples:
-        got = {int(x["item_id"]) for x in recommend_conversation(manager, batch_conversation(s.sample), k)}
-        hits.append(len(got & set(s.labels)) / len(s.labels))
-    return float(np.mean(hits)) if hits else 0.0
+def crs_recall(manager, samples) -> float:
+    """Mean recall@10 of the product on CRS samples, as ``dialog.eval.crs`` scores its "full" system."""
+    from dialog.eval.crs import rank_full, sample_metrics
+    lists, _ = rank_full(manager, samples, 10, progress=False)
+    return float(np.mean([sample_metrics(lists.get(s.id, []), s.labels)["recall@10"] for s in samples])) \
+        if samples else 0.0
 
 
 def load_crs_parts(res, data_dir, n_dev: int):
@@ -100,7 +98,7 @@ def load_crs_parts(res, data_dir, n_dev: int):
     for ds in CRS_DATASETS:
         fit += prepare(load_crs(ds, "fit", data_dir), mapper)[0]
         d = prepare(load_crs(ds, "dev", data_dir), mapper)[0]
-        dev[ds] = sorted(d, key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())[:n_dev]
+        dev[ds] = fixed_subset(d, n_dev)
     return fit, dev
 
 
@@ -155,8 +153,7 @@ def main(argv=None):
     if crs is not None:
         calls: list = []
         manager = build_manager(res, weights=weights, recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
-        fit_samples = crs[0] if not a.crs_fit else \
-            sorted(crs[0], key=lambda s: hashlib.sha256(s.id.encode()).hexdigest())[:a.crs_fit]
+        fit_samples = fixed_subset(crs[0], a.crs_fit)
         real, n_hit = crs_groups(manager, calls, fit_samples, progress)
         crs_info = {"fit_samples": len(fit_samples), "fit_samples_with_a_label_among_candidates": n_hit,
                     "fit_groups": len(real), "dev_samples_per_set": {ds: len(v) for ds, v in crs[1].items()}}

@@ -21,6 +21,9 @@ _NOT_NAME_WORDS = {"The", "A", "An", "I", "My", "Me", "It", "This", "That", "The
                    "Chinese", "Indian", "British", "American"}
 
 
+_EDGE = " .,!?'\""          # punctuation around a title mention
+
+
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
@@ -41,8 +44,10 @@ def read_people(u: Understanding, text: str, index, title_spans: list[tuple[int,
         if m.person not in u.people:
             u.people.append(m.person)
     if found:
-        names = " ".join(text[a:b].lower() for a, b in spans)
-        u.titles = [t for t in u.titles if t.text.lower().strip(" .,!?'\"") not in names]
+        names = [f" {' '.join(text[a:b].lower().split())} " for a, b in spans]
+        u.titles = [t for t in u.titles
+                    if not any(f" {' '.join(t.text.lower().strip(_EDGE).split())} " in n
+                               for n in names)]        # whole words of a name: "Ma" is not inside "Uma"
     for c in _CUE.finditer(text):
         span = c.span(1)
         words = c.group(1).split()

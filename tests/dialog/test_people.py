@@ -15,7 +15,7 @@ from retrieval.people import Credit, PeopleIndex, name_key
 
 # invented people; fixture item ids: 3 Alien, 4 Aliens, 11 Heat, 16 Jaws, 17 Casablanca
 PEOPLE = {"Ridley Vance": [(3, "director"), (4, "cast")], "Ava Lindqvist": [(16, "cast"), (17, "cast")],
-          "Heat Miser": [(11, "cast")]}
+          "Heat Miser": [(11, "cast")], "Pia Gupta": [(0, "cast")]}
 
 
 def people_index(n_items):
@@ -46,6 +46,8 @@ def test_known_people_are_read_and_unknown_ones_after_a_cue_are_kept_apart(resou
     u = understand(resources, "I want something with Heat Miser in it", idx)
     assert u.people == ["Heat Miser"] and not [t for t in u.titles if t.item_id == 11]   # not the movie Heat
     assert read_people(Understanding(), "films by Ridley Vance", None).unknown_people == ["Ridley Vance"]
+    u = understand(resources, "I loved Up (2009), and anything with Pia Gupta", idx)
+    assert u.people == ["Pia Gupta"] and [t.item_id for t in u.titles] == [18]     # "Up" is no word of "Gupta"
 
 
 def test_the_manager_answers_from_the_index_and_explains_it(people_manager):
