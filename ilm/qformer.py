@@ -5,7 +5,9 @@ BLIP-2 (arXiv 2301.12597) with the image encoder replaced by CF embeddings, as i
   queries  ``n_query`` learned tokens; they cross-attend to the CF side every
            ``cross_attention_freq``-th layer
   text     word + position embeddings of the item's text (MiniLM's tokenizer by default); the last
-           embedding row is the ITG [DEC] token
+           embedding row is the ITG [DEC] token. With ``text_side="frozen"`` ITC instead compares
+           the queries with fixed MiniLM sentence embeddings of the texts through a learned linear
+           map (CTRL's CF-to-text alignment): cheap, and a text side that is right from step one.
 Both sides share self-attention; queries and text have their own feed-forward blocks. Which side
 sees which is set by one of three masks (``build_attention_mask``): unimodal for ITC,
 bidirectional for ITM, multimodal-causal for ITG.
@@ -17,6 +19,7 @@ as a length-1 sequence): ``cf_feats`` is (B, d_cf) or (B, L, d_cf) with a (B, L)
 Batch keys of ``ItemQFormer.forward`` (each loss needs only its own):
   cf_feats (B, d_cf) or (B, L, d_cf), cf_mask (B, L)   the items                [all]
   text_ids (B, T), text_mask (B, T)                     their texts, [CLS] first  [itc, itm, itg]
+  text_target (B, d_text)         fixed text embeddings (text_side "frozen": used by itc instead)
   item_ids (B,)                  optional: same id in the batch = not a negative  [itc, itm, user_item]
   pos_cf_feats (B, d_cf), pos_item_ids (B,)  an item co-consumed with each item   [item_item]
   user_cf_feats (B, L, d_cf), user_cf_mask (B, L)  a user who consumed each item  [user_item]
@@ -164,6 +167,8 @@ class ItemQFormer(nn.Module):
                                     for i in range(cfg.n_layers))
         self.item_proj = nn.Linear(H, cfg.d_embed)
         self.text_proj = nn.Linear(H, cfg.d_embed)
+        # frozen text side: a learned map of the fixed MiniLM embeddings into the shared space
+        self.target_proj = nn.Linear(cfg.d_text, cfg.d_embed) if cfg.text_side == "frozen" else None
         self.itm_head = nn.Linear(H, 2)
         self.lm_transform = nn.Sequential(nn.Linear(H, H), nn.GELU(), nn.LayerNorm(H))
         self.lm_bias = nn.Parameter(torch.zeros(cfg.text_vocab_size + 1))
@@ -267,6 +272,19 @@ class ItemQFormer(nn.Module):
         text_out = self._run("unimodal", text_ids=text_ids, text_mask=text_mask)[1]
         return F.normalize(self.text_proj(text_out[:, 0]), dim=-1)
 
+    def target_embeds_for_itc(self, text_target: torch.Tensor) -> torch.Tensor:
+        """(B, d_embed) L2-normalised features of fixed text embeddings (B, d_text); frozen
+        text side only."""
+        if self.target_proj is None:
+            raise ValueError("target_embeds_for_itc needs QFormerConfig.text_side='frozen'")
+        return F.normalize(self.target_proj(text_target), dim=-1)
+
+    def text_side_embeds(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ITC text features of a batch, whichever the text side: (B, d_embed), normalised."""
+        if self.cfg.text_side == "frozen":
+            return self.target_embeds_for_itc(*_require(batch, "text_target"))
+        return self.text_embeds_for_itc(*_require(batch, "text_ids", "text_mask"))
+
     def item_embed(self, cf_feats: torch.Tensor, cf_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d_embed) one L2-normalised vector per item or user (mean of the projected queries),
         the space of the item-item and user-item losses."""
@@ -307,17 +325,23 @@ class ItemQFormer(nn.Module):
         temp = self.temperature
         same = _same_mask(item_ids, cf_feats.shape[0], cf_feats.device)
 
-        # 1. ITC: one unimodal pass encodes the items and their texts independently.
+        # 1. ITC: one unimodal pass encodes the items and their texts independently (or the
+        #    items alone, against the fixed text embeddings of a frozen text side).
         query_out = None
         if cfg.itc or cfg.itm:
-            text_ids, text_mask = _require(batch, "text_ids", "text_mask")
-            query_out, text_out = self._run("unimodal", cf_feats, cf_mask, text_ids, text_mask)
+            if cfg.text_side == "frozen":
+                query_out = self.encode_items(cf_feats, cf_mask)
+                text_feats = self.target_proj(*_require(batch, "text_target"))  # (B, D)
+            else:
+                text_ids, text_mask = _require(batch, "text_ids", "text_mask")
+                query_out, text_out = self._run("unimodal", cf_feats, cf_mask, text_ids, text_mask)
+                text_feats = self.text_proj(text_out[:, 0])  # (B, D)
             item_feats = self.item_proj(query_out)  # (B, Q, D)
-            text_feats = self.text_proj(text_out[:, 0])  # (B, D)
             if cfg.itc:
                 parts["itc"] = losses.itc_loss(item_feats, text_feats, temp, positive_mask=same)
         # 2. ITM with hard negatives drawn from the ITC similarities.
         if cfg.itm:
+            text_ids, text_mask = _require(batch, "text_ids", "text_mask")
             parts["itm"] = self._itm(cf_feats, cf_mask, text_ids, text_mask, item_feats, text_feats,
                                      same, temp)
         # 3. ITG: text decoded from the queries under the multimodal-causal mask.

@@ -5,6 +5,7 @@ Tasks (ILM arXiv 2406.02844 section 4; UEM arXiv 2401.04858 for genre preference
                 asked for ("They said: ..."), -> the next movie; no target text: the next-item
                 head scores the LLM's last prompt state against items
   description   ``<item>`` -> "Title (year). Genres: ... . description"
+  facts         ``<item>`` -> "Genres: ... . Decade: 1990s." (what the item-token probes ask)
   genre_pref    a user -> the genres of the movies they go on to rate highly (the UEM task)
   conversation  "I enjoyed <item>. What should I watch next?" -> a templated suggestion of the
                 movie that user watched next
@@ -24,7 +25,7 @@ import torch
 from ilm.config import ITEM_TOKEN, USER_TOKEN
 from ilm.splice import build_prompt, make_labels
 
-TASKS = ("next_item", "description", "genre_pref", "conversation")
+TASKS = ("next_item", "description", "genre_pref", "conversation", "facts")
 USER_ENCODERS = ("qformer", "uem", "text")
 SYSTEM = "You are a movie recommender."
 MIN_POSITIVE = 4.0
@@ -34,6 +35,8 @@ NEXT_ITEM_PROMPT = ("A viewer: {user}. The last movies they watched: {recent}. "
 DESCRIPTION_PROMPT = "Describe the movie " + ITEM_TOKEN + "."
 GENRE_PROMPT = "A viewer: {user}. Which movie genres do they like most?"
 CONVERSATION_PROMPT = "I enjoyed " + ITEM_TOKEN + ". What should I watch next?"
+FACTS_PROMPT = "What are the genres and the decade of the movie " + ITEM_TOKEN + "?"
+NO_GENRE = "(no genres listed)"
 
 
 @dataclass
@@ -54,6 +57,14 @@ def describe(item: dict, max_words: int = 40) -> str:
     words = str(item.get("description") or "").split()
     desc = " ".join(words[:max_words]) + ("..." if len(words) > max_words else "")
     return f"{head}. Genres: {genres}." + (f" {desc}" if desc else "")
+
+
+def facts(item: dict) -> str:
+    """The reference answer of the facts task: the item's genres and decade."""
+    genres = ", ".join(g for g in item["genres"] if g != NO_GENRE) or "unknown"
+    year = item.get("year")
+    decade = f"{int(year) // 10 * 10}s" if year and year == year else "unknown"
+    return f"Genres: {genres}. Decade: {decade}."
 
 
 def display(item: dict) -> str:
@@ -113,6 +124,10 @@ class TaskBuilder:
     def description(self) -> Example:
         i = int(self.rng.choice(self.describable))
         return Example("description", DESCRIPTION_PROMPT, describe(self.items[i]), items=[i])
+
+    def facts(self) -> Example:
+        i = int(self.rng.choice(self.describable))
+        return Example("facts", FACTS_PROMPT, facts(self.items[i]), items=[i])
 
     def genre_pref(self) -> Example:
         for _ in range(20):

@@ -39,8 +39,14 @@ class Stage1Config:
     lr: float = 1e-4
     weight_decay: float = 0.05
     holdout_frac: float = 0.1        # items whose texts stage 1 never sees (retrieval is measured on them)
+    val_frac: float = 0.1            # items kept apart the same way to choose the epoch on
+    patience: int = 0                # stop after this many epochs without a better validation
+                                     # Recall@10 and keep the best epoch (0: run every epoch, keep the last)
     history_len: int = 20
     window: int = 5
+    cf_input: str = "sasrec"         # the CF table the Q-Former reads (training/cf_inputs.py): sasrec,
+                                     # bpr, cooc or several joined by "+"
+    compare_cf_inputs: tuple = ()    # also measure these CF inputs (ridge + the last ablation)
     ablations: tuple = ("item_text", "item_item", "user_item")  # the last one feeds stage 2
 
 
@@ -76,6 +82,8 @@ class EvalConfig:
     n_genre_users: int = 100         # test users for the genre-preference task
     genre_top: int = 3
     text_history: tuple = (5, 50)
+    n_probe_items: int = 0           # item-token probes (training/ilm_probes.py) on this many
+                                     # held-out and as many seen items (0: none)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,22 +22,27 @@ import torch
 
 from ilm.checkpoint import save_qformer
 from ilm.lm import use_cpu_packed_4bit
+from ilm.mlp_encoder import MLPItemEncoder
 from ilm.tasks import collate
 from retrieval.eval.report import Run, run_line, write_report
 from retrieval.text_encoder import TextEncoder
-from training import ilm_eval
+from training import ilm_eval, ilm_probes
 from training.ilm_common import prepare
 from training.ilm_config import ILMRunConfig, load_config
+from training.ilm_eval import NO_GENRE, _weighted_prf
+from training.ilm_probes import probe_items, update_probes
 from training.ilm_stage1 import run_stage1
 from training.ilm_stage2 import build_model, load_frozen_llm, task_builder, train_stage2
 
 PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
             "the catalogue minus the user's seen items; ties against the model; choices on validation")
-STAGE2_RUNS = (  # name, start the Q-Former from stage 1?, user encoder
-    ("ilm", True, "qformer"),
-    ("ilm_rand", False, "qformer"),
-    ("uem", True, "uem"),
+STAGE2_RUNS = (  # name, item encoder (stage-1 Q-Former, random-init Q-Former, MLP), user encoder
+    ("ilm", "stage1", "qformer"),
+    ("ilm_rand", "random", "qformer"),
+    ("mlp", "mlp", "qformer"),
+    ("uem", "stage1", "uem"),
 )
+PROBE_VARIANTS = {"qformer": "ilm", "random_qformer": "ilm_rand", "mlp_adapter": "mlp"}  # report name: run
 
 
 def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=None, log=print,
@@ -54,18 +60,20 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
     titles = prep.catalog.items["title"].tolist()
 
     models, s2_report = {}, {}
-    for i, (name, from_stage1, user_encoder) in enumerate(STAGE2_RUNS):
-        qformer = copy.deepcopy(qformer_s1) if from_stage1 else None
+    for i, (name, item_encoder, user_encoder) in enumerate(STAGE2_RUNS):
         if cfg.stage2.lora and i:  # LoRA goes into the LLM itself: each run needs its own copy
             lm, tok, _ = load_frozen_llm(cfg.stage2.llm, cfg.stage2.quantize)
         torch.manual_seed(cfg.seed)
-        model = build_model(prep, cfg, lm, tok, qformer, user_encoder)
+        qformer = {"stage1": lambda: copy.deepcopy(qformer_s1), "random": lambda: None,
+                   "mlp": lambda: MLPItemEncoder(replace(cfg.qformer, d_cf=s1_data.table.dim))}[item_encoder]()
+        model = build_model(prep, cfg, lm, tok, qformer, user_encoder, table=s1_data.table)
         builder = task_builder(prep, cfg, exclude_items=s1_data.heldout_items)
         info = train_stage2(model, builder, cfg, titles, desc=f"stage 2 ({name})", log=log)
         model.save_pretrained(ds_dir / f"stage2_{name}", fingerprint,
                               {k: v for k, v in info.items() if k != "curve"})
         curves["stage2"][name] = info.pop("curve")
-        s2_report[name] = {"from_stage1": from_stage1, "user_encoder": user_encoder,
+        s2_report[name] = {"from_stage1": item_encoder == "stage1", "item_encoder": item_encoder,
+                           "user_encoder": user_encoder,
                            "trainable_params": sum(p.numel() for p in model.trainable()), **info}
         models[name] = model
         log(f"stage 2 {name}: {info['steps']} steps in {info['train_s']}s ({info['stopped_by']})")
@@ -73,7 +81,7 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
         for model in models.values():  # no more backprop: the fast packed kernel is safe again
             use_cpu_packed_4bit(model.ilm.lm, True)
 
-    report_models = ilm_eval.next_item({"ilm": models["ilm"], "ilm_rand": models["ilm_rand"]}, prep, cfg, log)
+    report_models = ilm_eval.next_item({k: models[k] for k in ("ilm", "ilm_rand", "mlp")}, prep, cfg, log)
     encoder = encoder or TextEncoder()
     rows = prep.item_rows()
     held = [int(i) for i in s1_data.heldout_items if str(rows[int(i)].get("description") or "").strip()]
@@ -86,6 +94,7 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
     speed["stage2_steps_per_s"] = {k: v["steps_per_s"] for k, v in s2_report.items()}
     speed["stage2_batch_size"] = cfg.stage2.batch_size
 
+    probes = item_token_probes(models, prep, s1_data, cfg, log) if cfg.eval.n_probe_items else None
     report = {"dataset": dataset, "protocol": PROTOCOL, "split": prep.split.name, "seed": cfg.seed,
               "config_name": cfg.name,
               "llm": {**fingerprint, "quantize": cfg.stage2.quantize},
@@ -93,10 +102,62 @@ def run(dataset: str, cfg: ILMRunConfig, work: Path, out_dir: Path, data_dir=Non
               "retriever": "sasrec", "models": report_models, "stage1": s1_report, "stage2": s2_report,
               "description": desc, "genre_pref": genre, "speed": speed, "config": cfg.to_dict(),
               "run": meta.finish()}
+    if probes is not None:
+        report["item_probes"] = probes
     write_report(out_dir, f"ilm_{dataset}", report, markdown)
+    write_probes(out_dir, dataset, report)
     plot_curves(curves, out_dir / f"ilm_{dataset}_loss.png", dataset)
     log(f"wrote {out_dir}/ilm_{dataset}.json, .md and _loss.png in {report['run']['wall_s']}s")
     return report
+
+
+def item_token_probes(models: dict, prep, s1_data, cfg: ILMRunConfig, log=print) -> dict:
+    """``training.ilm_probes`` on held-out items (and on items stage 2 described) for every item
+    encoder, the title as text, and the majority answer of the training items."""
+    rows = prep.item_rows()
+    labels = sorted({g for r in rows for g in r["genres"] if g != NO_GENRE})
+    n, seed = cfg.eval.n_probe_items, cfg.seed
+    sets = {"heldout": probe_items(rows, s1_data.heldout_items, n, seed),
+            "seen": probe_items(rows, s1_data.train_items, n, seed)}
+    out = {"protocol": ilm_probes.__doc__.strip(), "genres": labels, "sets": {}}
+    train_rows = [rows[int(i)] for i in s1_data.train_items]
+    top_g = [g for g, _ in Counter(g for r in train_rows for g in r["genres"] if g != NO_GENRE).most_common(2)]
+    top_d = Counter(ilm_probes.decade_of(r["year"]) for r in train_rows if r["year"] == r["year"]).most_common(1)[0][0]
+    for set_name, items in sets.items():
+        res = {}
+        for variant, run_name in PROBE_VARIANTS.items():
+            res[variant] = ilm_probes.item_probes(models[run_name], rows, items, variant, labels, seed)
+        if set_name == "heldout":
+            res["title_text"] = ilm_probes.item_probes(models["ilm"], rows, items, "title_text", labels, seed)
+        truth = [[g for g in rows[int(i)]["genres"] if g != NO_GENRE] for i in items]
+        res["majority"] = {"n_items": int(len(items)), "answer": f"Genres: {', '.join(top_g)}. Decade: {top_d}.",
+                           "genre_f1": _weighted_prf(truth, [top_g] * len(items), labels)["f1"],
+                           "decade_acc": round(float(np.mean([ilm_probes.decade_of(rows[int(i)]["year"]) == top_d
+                                                              for i in items])), 4),
+                           "title10_acc": 0.1}
+        out["sets"][set_name] = res
+        log(f"item probes ({set_name}): " + "; ".join(
+            f"{k} genre F1 {v['genre_f1']}, decade {v['decade_acc']}, title10 {v['title10_acc']}"
+            for k, v in res.items()))
+    return out
+
+
+def write_probes(out_dir: Path, dataset: str, report: dict) -> None:
+    """The ``item_tokens`` and ``user_tokens`` sections of ``ilm_probes_<dataset>.json``."""
+    keys = ("genre_f1", "decade_acc", "title10_acc")
+    if "item_probes" in report:
+        held = report["item_probes"]["sets"]["heldout"]
+        update_probes(out_dir, dataset, "item_tokens",
+                      {v: {k: held[v][k] for k in keys} | {"n_items": held[v]["n_items"]} for v in held})
+        seen = report["item_probes"]["sets"]["seen"]
+        update_probes(out_dir, dataset, "item_tokens_seen",
+                      {v: {k: seen[v][k] for k in keys} for v in seen})
+    g = report["genre_pref"]["methods"]
+    names = {"qformer": "qformer_user_tokens", "uem": "uem_soft_prompts", "counting": "counting",
+             **{k: k for k in g if k.startswith("text_")}}
+    update_probes(out_dir, dataset, "user_tokens", {k: {"genre_f1": g[v]["f1"]} for k, v in names.items() if v in g})
+    update_probes(out_dir, dataset, "run", {"config": report["config_name"], "llm": report["llm"]["name"],
+                                            **{k: report["run"][k] for k in ("command", "date", "wall_s", "hardware")}})
 
 
 @torch.no_grad()
@@ -151,10 +212,10 @@ def markdown(r: dict) -> str:
     for name, a in rows:
         lines.append(f"| {name} | {', '.join(a['losses']) or '-'} | {a['item2text_recall@1']} | {a['item2text_recall@10']} "
                      f"| {a['text2item_recall@1']} | {a['text2item_recall@10']} | {a.get('items_per_s', '')} |")
-    lines += ["", "## Stage 2", "", "| run | from stage 1 | user encoder | steps | examples | s | steps/s | stopped by |",
+    lines += ["", "## Stage 2", "", "| run | item encoder | user encoder | steps | examples | s | steps/s | stopped by |",
               "|---|---|---|---|---|---|---|---|"]
     for name, s in r["stage2"].items():
-        lines.append(f"| {name} | {s['from_stage1']} | {s['user_encoder']} | {s['steps']} | {s['examples']} "
+        lines.append(f"| {name} | {s.get('item_encoder', s['from_stage1'])} | {s['user_encoder']} | {s['steps']} | {s['examples']} "
                      f"| {s['train_s']} | {s['steps_per_s']} | {s['stopped_by']} |")
     d = r["description"]
     lines += ["", "## Item description (semantic consistency)", "",
@@ -167,6 +228,14 @@ def markdown(r: dict) -> str:
               "| method | precision | recall | F1 |", "|---|---|---|---|"]
     for name, v in g["methods"].items():
         lines.append(f"| {name} | {v['precision']} | {v['recall']} | {v['f1']} |")
+    if "item_probes" in r:
+        lines += ["", "## What the item tokens carry (training/ilm_probes.py)", ""]
+        for set_name, res in r["item_probes"]["sets"].items():
+            n = next(iter(res.values()))["n_items"]
+            lines += [f"{set_name} items ({n}):", "",
+                      "| variant | genre weighted F1 | decade accuracy | title among 10 |", "|---|---|---|---|"]
+            lines += [f"| {v} | {x['genre_f1']} | {x['decade_acc']} | {x['title10_acc']} |" for v, x in res.items()]
+            lines.append("")
     sp = r["speed"]
     lines += ["", "## Speed", "", "| prompt | prompt tokens/s | generated tokens/s (batch) |", "|---|---|---|"]
     for name in ("with_item_tokens", "text_only"):

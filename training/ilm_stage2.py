@@ -39,10 +39,11 @@ def load_frozen_llm(spec: str, quantize: str):
 
 
 def build_model(prep: Prepared, cfg: ILMRunConfig, lm, tokenizer, qformer: ItemQFormer | None,
-                user_encoder: str = "qformer") -> ILMRecommender:
-    """The stage-2 model; with ``stage2.lora`` it adds LoRA adapters to ``lm`` itself, so each such
-    model needs its own loaded LLM."""
-    table = CFTable(prep.sasrec.item_embeddings())
+                user_encoder: str = "qformer", table: CFTable | None = None) -> ILMRecommender:
+    """The stage-2 model over the CF table stage 1 read (default: SASRec's items); with
+    ``stage2.lora`` it adds LoRA adapters to ``lm`` itself, so each such model needs its own
+    loaded LLM."""
+    table = table or CFTable(prep.sasrec.item_embeddings())
     ilm_cfg = cfg.ilm_config(table.dim)
     ilm = ItemLanguageModel(ilm_cfg, lm, tokenizer, qformer=qformer)
     uem = None

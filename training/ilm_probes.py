@@ -1,0 +1,158 @@
+"""Probes of what an ILM's item tokens carry, read through the LLM itself.
+
+From the item tokens alone (``<item>`` in the prompt, nothing else about the movie):
+  genre_f1     the genres in the LLM's answer to the facts question (``ilm.tasks.FACTS_PROMPT``),
+               weighted F1 over genres (support-weighted, as sklearn's "weighted")
+  decade_acc   the decade in that answer, accuracy
+  title10_acc  the right title among 10 (the true one and 9 random catalogue titles): the
+               candidate the LLM finds likeliest (mean token log-probability) as the start of the
+               description answer (``ilm.tasks.DESCRIPTION_PROMPT``)
+The comparison ``title_text`` is the same LLM given the title as text instead (no year in it, so
+the decade is not handed over; its title10 is a copy task, an upper bound, not a rival).
+
+Items are the stage-1 held-out items (their texts were never trained on in stage 1 or 2), so the
+probes measure what the tokens carry for items the ILM has not been taught, from their CF
+embedding alone; ``seen`` items (described in stage 2) are reported beside them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ilm.rec import ILMRecommender
+from ilm.tasks import DESCRIPTION_PROMPT, FACTS_PROMPT, NO_GENRE, Example, collate
+from training.ilm_eval import _weighted_prf, generate
+
+TEXT_FACTS_PROMPT = ("What are the genres and the decade of the movie {title}? "
+                     "Answer as: Genres: <genres>. Decade: <decade>.")
+TEXT_DESCRIPTION_PROMPT = "Describe the movie {title}."
+
+
+def decade_of(year) -> str | None:
+    return f"{int(year) // 10 * 10}s" if year and year == year else None
+
+
+def parse_facts(text: str, labels: list[str]) -> tuple[list[str], str | None]:
+    """The known genre names and the first decade ("1990s") in an answer."""
+    low = text.lower()
+    genres = [g for g in labels if re.search(r"\b" + re.escape(g.lower()) + r"\b", low)]
+    m = re.search(r"\b(1[89]\d0|20[0-2]0)s\b", low)
+    return genres, (m.group(1) + "s") if m else None
+
+
+def probe_items(rows: list[dict], candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``candidates`` that have genres and a year."""
+    ok = [int(i) for i in candidates
+          if decade_of(rows[int(i)].get("year")) and any(g != NO_GENRE for g in rows[int(i)]["genres"])]
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(ok, size=min(n, len(ok)), replace=False)) if ok else np.zeros(0, np.int64)
+
+
+def _prompt(kind: str, variant: str, row: dict) -> tuple[str, list[int]]:
+    if variant == "title_text":
+        template = TEXT_FACTS_PROMPT if kind == "facts" else TEXT_DESCRIPTION_PROMPT
+        return template.format(title=row["title"]), []
+    return (FACTS_PROMPT if kind == "facts" else DESCRIPTION_PROMPT), [row["_id"]]
+
+
+@torch.no_grad()
+def continuation_logprob(model: ILMRecommender, examples: list[Example]) -> np.ndarray:
+    """Mean log-probability per token of each example's target given its prompt (the end-of-text
+    token that ``collate`` appends is left out)."""
+    batch = collate(examples, model.ilm.tokenizer, model.ilm.cfg.n_query, model.user_encoder,
+                    max_target_tokens=32)
+    hidden = model.hidden(batch)
+    labels = batch.labels.to(hidden.device)
+    shifted = labels[:, 1:].clone()
+    last = (shifted != -100).long().cumsum(1).argmax(1)  # the appended end-of-text position
+    shifted[torch.arange(len(shifted)), last] = -100
+    keep = shifted != -100
+    logits = model.ilm.lm.get_output_embeddings()(hidden[:, :-1][keep]).float().log_softmax(-1)
+    tok_lp = logits.gather(1, shifted[keep][:, None])[:, 0]
+    rows = torch.nonzero(keep)[:, 0]
+    total = torch.zeros(len(examples), device=tok_lp.device).index_add_(0, rows, tok_lp)
+    count = torch.zeros(len(examples), device=tok_lp.device).index_add_(0, rows, torch.ones_like(tok_lp))
+    return (total / count.clamp(min=1)).cpu().numpy()
+
+
+def item_probes(model: ILMRecommender, rows: list[dict], items: np.ndarray, variant: str,
+                labels: list[str], seed: int = 0, batch_size: int = 16, n_choices: int = 10,
+                max_new_tokens: int = 24) -> dict:
+    """genre_f1, decade_acc and title10_acc of one variant ("title_text" or item tokens)."""
+    rows = [{**r, "_id": i} for i, r in enumerate(rows)]
+    truth_g = [[g for g in rows[i]["genres"] if g != NO_GENRE] for i in items]
+    truth_d = [decade_of(rows[i]["year"]) for i in items]
+    answers = []
+    for s in tqdm(range(0, len(items), batch_size), desc=f"probe facts ({variant})"):
+        exs = []
+        for i in items[s:s + batch_size]:
+            prompt, ids = _prompt("facts", variant, rows[int(i)])
+            exs.append(Example("facts", prompt, None, items=ids))
+        answers += generate(model, exs, max_new_tokens)[0]
+    parsed = [parse_facts(a, labels) for a in answers]
+    rng = np.random.default_rng(seed)
+    n_items = len(rows)
+    hits = []
+    for i in tqdm(items, desc=f"probe title10 ({variant})"):
+        others = rng.choice(np.delete(np.arange(n_items), int(i)), size=n_choices - 1, replace=False)
+        cands = [int(i), *map(int, others)]
+        prompt, ids = _prompt("description", variant, rows[int(i)])
+        exs = [Example("description", prompt, rows[c]["title"], items=ids) for c in cands]
+        hits.append(int(np.argmax(continuation_logprob(model, exs)) == 0))
+    return {"n_items": int(len(items)),
+            "genre_f1": _weighted_prf(truth_g, [p[0] for p in parsed], labels)["f1"],
+            "decade_acc": round(float(np.mean([p[1] == d for p, d in zip(parsed, truth_d)])), 4),
+            "title10_acc": round(float(np.mean(hits)), 4),
+            "chance": {"title10_acc": round(1 / n_choices, 4)},
+            "samples": [{"item": rows[int(i)]["title"], "answer": a} for i, a in zip(items[:3], answers[:3])]}
+
+
+def update_probes(out_dir: Path, dataset: str, section: str, value: dict) -> Path:
+    """Set one section of ``<out_dir>/ilm_probes_<dataset>.json`` (keeping the others) and rewrite
+    its Markdown twin from the whole file."""
+    path = Path(out_dir) / f"ilm_probes_{dataset}.json"
+    data = json.loads(path.read_text()) if path.is_file() else {"dataset": dataset}
+    data[section] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.with_suffix(".md").write_text(probes_markdown(data))
+    return path
+
+
+def probes_markdown(d: dict) -> str:
+    lines = [f"# What the ILM's tokens carry: probes on {d['dataset']}", "",
+             "Written by `python -m training.ilm_stage1` (section stage1) and `python -m "
+             "training.ilm_run` (the others); each section's own report names its command, date, "
+             "hardware and load: `ilm_stage1_<dataset>.md`, `ilm_<dataset>.md`.", ""]
+    if "stage1" in d:
+        s = d["stage1"]
+        lines += ["## Stage 1: held-out item->text Recall@10", "",
+                  f"{s['heldout_items']} held-out items; CF input `{s['cf_input']}`; chance "
+                  f"{s['chance_recall@10']} overall, {s.get('chance_recall@10_min5')} among items with "
+                  ">= 5 ratings.", "", "| model | overall | >= 5 ratings |", "|---|---|---|"]
+        for name in ("ridge", "random_qformer", "qformer"):
+            if name in s:
+                lines.append(f"| {name} | {s[name]['recall@10']} | {s[name]['recall@10_min5']} |")
+        lines.append("")
+    for key, title in (("item_tokens", "Item tokens alone, held-out items"),
+                       ("item_tokens_seen", "Item tokens alone, items stage 2 described")):
+        if key in d:
+            lines += [f"## {title}", "", "| variant | genre weighted F1 | decade accuracy | title among 10 |",
+                      "|---|---|---|---|"]
+            lines += [f"| {v} | {r['genre_f1']} | {r['decade_acc']} | {r['title10_acc']} |" for v, r in d[key].items()]
+            lines.append("")
+    if "user_tokens" in d:
+        lines += ["## User tokens: genres of the next liked movies (weighted F1)", "",
+                  "| variant | genre F1 |", "|---|---|"]
+        lines += [f"| {v} | {r['genre_f1']} |" for v, r in d["user_tokens"].items()]
+        lines.append("")
+    if "run" in d:
+        r = d["run"]
+        lines += [f"Item and user sections: `{r['command']}` on {r['date']}, config `{r['config']}`, "
+                  f"LLM {r['llm']}, wall time {r['wall_s']} s.", ""]
+    return "\n".join(lines)
