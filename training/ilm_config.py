@@ -7,6 +7,10 @@
   short    the default with half its stage-2 budget per run and fewer evaluation users (a
            second data set on a CPU when time is short)
   full     GPU: bigger Q-Former, more queries, many more stage-2 steps
+  stage1   the stage-1 study (``python -m training.ilm_stage1``): a frozen MiniLM text side,
+           trained to a flat validation curve, every ablation and CF input compared
+  cpu      stage 1 as in ``stage1`` and stage 2 with the small LLM (SmolLM2-135M, fp32) within a
+           2-core CPU's hour, with the item-token probes (``training/ilm_probes.py``)
   dialog   the dialog ranker's ILM (``training.ilm_dialog``): the small LLM (SmolLM2-135M, fp32),
            the conversational split, next-item prompts with requests, no ablations
 A JSON file holds overrides of the dataclass defaults, by section (``training/config.py``). The
@@ -46,7 +50,8 @@ class Stage1Config:
     window: int = 5
     cf_input: str = "sasrec"         # the CF table the Q-Former reads (training/cf_inputs.py): sasrec,
                                      # bpr, cooc or several joined by "+"
-    compare_cf_inputs: tuple = ()    # also measure these CF inputs (ridge + the last ablation)
+    compare_cf_inputs: tuple = ()    # also measure these CF inputs (ridge + compare_ablation)
+    compare_ablation: str = "item_text"
     ablations: tuple = ("item_text", "item_item", "user_item")  # the last one feeds stage 2
 
 

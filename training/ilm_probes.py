@@ -80,6 +80,32 @@ def continuation_logprob(model: ILMRecommender, examples: list[Example]) -> np.n
     return (total / count.clamp(min=1)).cpu().numpy()
 
 
+@torch.no_grad()
+def choice_logprob(model: ILMRecommender, prompt: Example, choices: list[str]) -> np.ndarray:
+    """Mean log-probability per token of each choice as the answer to one prompt: the prompt runs
+    once and its cache is shared by the choices (the same numbers as ``continuation_logprob``
+    without re-reading the prompt for every choice)."""
+    tok = model.ilm.tokenizer
+    batch = collate([prompt], tok, model.ilm.cfg.n_query, model.user_encoder)
+    device = model.ilm.lm.get_input_embeddings().weight.device
+    decoder, head = model.ilm.lm.get_decoder(), model.ilm.lm.get_output_embeddings()
+    out = decoder(inputs_embeds=model.ilm.embed(batch.input_ids.to(device), **model.splice_inputs(batch)),
+                  use_cache=True)
+    ids = [tok(c, add_special_tokens=False)["input_ids"][:32] or [tok.eos_token_id] for c in choices]
+    L, C, P = max(len(r) for r in ids), len(ids), batch.input_ids.shape[1]
+    cand = torch.full((C, L), tok.eos_token_id, dtype=torch.long)
+    mask = torch.zeros(C, L, dtype=torch.long)
+    for b, r in enumerate(ids):
+        cand[b, :len(r)], mask[b, :len(r)] = torch.tensor(r), 1
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(C)
+    nxt = decoder(input_ids=cand.to(device), past_key_values=cache,
+                  attention_mask=torch.cat([torch.ones(C, P, dtype=torch.long), mask], 1).to(device)).last_hidden_state
+    states = torch.cat([out.last_hidden_state[:, -1:].expand(C, 1, -1), nxt[:, :-1]], dim=1)  # predict token t
+    lp = head(states).float().log_softmax(-1).gather(2, cand.to(device)[..., None])[..., 0]
+    return ((lp * mask.to(device)).sum(1) / mask.to(device).sum(1)).cpu().numpy()
+
+
 def item_probes(model: ILMRecommender, rows: list[dict], items: np.ndarray, variant: str,
                 labels: list[str], seed: int = 0, batch_size: int = 16, n_choices: int = 10,
                 max_new_tokens: int = 24) -> dict:
@@ -102,8 +128,9 @@ def item_probes(model: ILMRecommender, rows: list[dict], items: np.ndarray, vari
         others = rng.choice(np.delete(np.arange(n_items), int(i)), size=n_choices - 1, replace=False)
         cands = [int(i), *map(int, others)]
         prompt, ids = _prompt("description", variant, rows[int(i)])
-        exs = [Example("description", prompt, rows[c]["title"], items=ids) for c in cands]
-        hits.append(int(np.argmax(continuation_logprob(model, exs)) == 0))
+        scores = choice_logprob(model, Example("description", prompt, None, items=ids),
+                                [rows[c]["title"] for c in cands])
+        hits.append(int(np.argmax(scores) == 0))
     return {"n_items": int(len(items)),
             "genre_f1": _weighted_prf(truth_g, [p[0] for p in parsed], labels)["f1"],
             "decade_acc": round(float(np.mean([p[1] == d for p, d in zip(parsed, truth_d)])), 4),
@@ -137,7 +164,15 @@ def probes_markdown(d: dict) -> str:
                   ">= 5 ratings.", "", "| model | overall | >= 5 ratings |", "|---|---|---|"]
         for name in ("ridge", "random_qformer", "qformer"):
             if name in s:
-                lines.append(f"| {name} | {s[name]['recall@10']} | {s[name]['recall@10_min5']} |")
+                lines.append(f"| {name} ({s['cf_input']}) | {s[name]['recall@10']} | {s[name]['recall@10_min5']} |")
+        for cf, c in s.get("by_cf_input", {}).items():
+            if cf != s["cf_input"]:
+                lines += [f"| ridge ({cf}) | {c['ridge']['recall@10']} | {c['ridge']['recall@10_min5']} |",
+                          f"| qformer ({cf}) | {c['qformer']['recall@10']} | {c['qformer']['recall@10_min5']} |"]
+        if s.get("best_cf_input"):
+            lines += ["", f"`qformer ({s['cf_input']})` is the `{s['ablation']}` ablation (chosen on "
+                      "validation); the other CF inputs' rows train the item_text ablation. Best CF "
+                      f"input on validation: `{s['best_cf_input']}`."]
         lines.append("")
     for key, title in (("item_tokens", "Item tokens alone, held-out items"),
                        ("item_tokens_seen", "Item tokens alone, items stage 2 described")):

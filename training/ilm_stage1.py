@@ -167,8 +167,9 @@ def _train_one(data: Stage1Data, cfg: ILMRunConfig, ablation: str) -> tuple[Item
 
 def run_stage1(prep: Prepared, cfg: ILMRunConfig, out_dir: Path, log=print
                ) -> tuple[ItemQFormer, dict, Stage1Data]:
-    """Every configured ablation (and CF input to compare); returns the last ablation's Q-Former
-    (for stage 2), the report and the data (its held-out items stay held out in stage 2)."""
+    """Every configured ablation (and CF input to compare); returns the Q-Former of the ablation
+    with the best validation Recall@10 (for stage 2), the report and the data (its held-out items
+    stay held out in stage 2)."""
     out_dir = Path(out_dir)
     data = build_data(prep, cfg, out_dir)
     log(f"stage 1: {len(data)} training items, {len(data.val_items)} validation, "
@@ -189,20 +190,28 @@ def run_stage1(prep: Prepared, cfg: ILMRunConfig, out_dir: Path, log=print
     report["random_init"] = heldout_eval(random, data, data.heldout_items)
     log(f"stage 1 ridge ({cfg.stage1.cf_input}): R@10 {report['ridge']['recall@10']}, "
         f">=5 ratings {report['ridge']['recall@10_min5']}")
-    qformer, curves = None, {}
+    qformers, curves = {}, {}
     for name in cfg.stage1.ablations:
-        qformer, entry, curves[name] = _train_one(data, cfg, name)
+        qformers[name], entry, curves[name] = _train_one(data, cfg, name)
         report["ablations"][name] = entry
         log(f"stage 1 {name}: R@10 {entry['recall@10']}, >=5 ratings {entry['recall@10_min5']} "
             f"(epoch {entry['best_epoch']} of {entry['epochs_run']}; {entry['train_s']}s, "
             f"{entry['items_per_s']} items/s)")
-    last = cfg.stage1.ablations[-1]
-    report["cf_inputs"] = {cfg.stage1.cf_input: {"ridge": report["ridge"], "qformer": report["ablations"][last]}}
+    # stage 2 starts from the ablation with the best validation Recall@10 (the last one on a tie
+    # or without validation items)
+    best = max(reversed(cfg.stage1.ablations),
+               key=lambda n: max([p.get("val_recall@10", -1) for p in report["ablations"][n]["val_curve"]] or [-1]))
+    report["feeds_stage2"] = best
+    qformer = qformers[best]
+    log(f"stage 1: {best} feeds stage 2 (best validation Recall@10)")
+    cmp = cfg.stage1.compare_ablation
+    report["cf_inputs"] = {cfg.stage1.cf_input: {"ridge": report["ridge"],
+                                                 "qformer": report["ablations"].get(cmp)}}
     for cf_input in cfg.stage1.compare_cf_inputs:
         if cf_input == cfg.stage1.cf_input:
             continue
         other = build_data(prep, cfg, out_dir, cf_input=cf_input)
-        _, entry, _ = _train_one(other, cfg, last)
+        _, entry, _ = _train_one(other, cfg, cmp)
         report["cf_inputs"][cf_input] = {"ridge": _ridge(other, prep), "qformer": entry}
         log(f"stage 1 CF input {cf_input}: ridge R@10 {report['cf_inputs'][cf_input]['ridge']['recall@10']}, "
             f"Q-Former {entry['recall@10']} (>=5: {entry['recall@10_min5']})")
@@ -213,10 +222,15 @@ def run_stage1(prep: Prepared, cfg: ILMRunConfig, out_dir: Path, log=print
 
 def probes_section(report: dict) -> dict:
     """The ``stage1`` section of ``reports/ilm_probes_<dataset>.json``: ridge and the Q-Former that
-    feeds stage 2 (the last ablation), overall and on items with >= 5 training ratings."""
-    last = list(report["ablations"])[-1]
+    feeds stage 2 (chosen on validation), overall and on items with >= 5 training ratings."""
+    last = report.get("feeds_stage2", list(report["ablations"])[-1])
     pick = lambda r: {"recall@10": r["recall@10"], "recall@10_min5": r["recall@10_min5"]}  # noqa: E731
+    by_cf = {name: {"ridge": pick(c["ridge"]), "qformer": pick(c["qformer"]),
+                    "qformer_val_recall@10": max(p.get("val_recall@10", -1) for p in c["qformer"]["val_curve"])}
+             for name, c in report.get("cf_inputs", {}).items() if c.get("qformer")}
+    best_cf = max(by_cf, key=lambda n: by_cf[n]["qformer_val_recall@10"]) if by_cf else None
     return {"ridge": pick(report["ridge"]), "qformer": pick(report["ablations"][last]),
+            "by_cf_input": by_cf, "best_cf_input": best_cf,
             "random_qformer": pick(report["random_init"]), "cf_input": report["cf_input"],
             "ablation": last, "heldout_items": report["heldout_items"],
             "chance_recall@10": report["chance_recall@10"],
@@ -251,15 +265,19 @@ def markdown(r: dict) -> str:
              "(frozen = fixed MiniLM sentence embeddings of the item texts). Popularity = training "
              "ratings. " + s1["protocol"] + ".", "", *md_table(header, rows)]
     if len(s1.get("cf_inputs", {})) > 1:
-        lines += ["", "## CF inputs", "", f"Ridge and the Q-Former ({list(s1['ablations'])[-1]}) "
+        lines += ["", "## CF inputs", "", f"Ridge and the Q-Former ({r['config']['stage1']['compare_ablation']}) "
                   "over each CF table (training/cf_inputs.py):", ""]
         rows = []
         for name, c in s1["cf_inputs"].items():
             rows.append(_row(f"ridge on {name}", c["ridge"], ["", "", ""]))
             q = c["qformer"]
+            if q is None:
+                continue
             rows.append(_row(f"Q-Former on {name}", q, [f"{q['epochs_run']} ({q['best_epoch']})",
                                                        q["train_s"], q["items_per_s"]]))
         lines += md_table(header, rows)
+    if "feeds_stage2" in s1:
+        lines += ["", f"Stage 2 starts from `{s1['feeds_stage2']}` (the best validation Recall@10)."]
     lines += ["", f"Validation curves: `ilm_stage1_{r['dataset']}.png`. Config: `{r['config_name']}`."]
     return "\n".join(lines)
 
@@ -271,7 +289,7 @@ def plot(r: dict, path: Path) -> None:
         pts = [p for p in a["val_curve"] if "val_recall@10" in p]
         ax.plot([p["epoch"] for p in pts], [p["val_recall@10"] for p in pts], label=f"Q-Former {name}")
     for name, c in r["stage1"].get("cf_inputs", {}).items():
-        if name == r["stage1"]["cf_input"]:
+        if name == r["stage1"]["cf_input"] or c["qformer"] is None:
             continue
         pts = [p for p in c["qformer"]["val_curve"] if "val_recall@10" in p]
         ax.plot([p["epoch"] for p in pts], [p["val_recall@10"] for p in pts], "--", label=f"Q-Former on {name}")

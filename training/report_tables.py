@@ -71,7 +71,7 @@ def ilm_table(reports: Path) -> str:
         steps = ", ".join(f"{k} {v['steps']}" for k, v in r["stage2"].items())
         hw, wall = _run_of(r)
         lines += [f"**{r['dataset']}**, LLM {r['llm']['name']} ({r['llm']['quantize']}), config `{r['config_name']}`, "
-                  f"seed {r['seed']}, {m['sasrec']['test']['n_users']} sampled test users ({hw}; "
+                  f"seed {r['seed']}, {m['sasrec']['test']['n_users']} test users ({hw}; "
                   f"wall time {wall} s; stage-2 steps: {steps}):", ""]
         lines += md_table(["next item", "valid NDCG@10", "test NDCG@10", "test HR@10"],
                           [[name, f"{v['valid']['ndcg@10']:.4f}", f"{v['test']['ndcg@10']:.4f}",
@@ -82,7 +82,14 @@ def ilm_table(reports: Path) -> str:
                               for k, v in [("random init", s1["random_init"])] + list(ab.items())) + ".",
                   f"Description cosine: item tokens {d['item_tokens']['cosine_mean']}, title only "
                   f"{d['title_only']['cosine_mean']}. Genre preference F1: "
-                  + ", ".join(f"{k} {v['f1']}" for k, v in g.items()) + ".", ""]
+                  + ", ".join(f"{k} {v['f1']}" for k, v in g.items()) + "."]
+        if "item_probes" in r:
+            held = r["item_probes"]["sets"]["heldout"]
+            lines.append(f"Item tokens alone, {next(iter(held.values()))['n_items']} held-out items (genre F1 / "
+                         "decade accuracy / title among 10): "
+                         + "; ".join(f"{k} {v['genre_f1']} / {v['decade_acc']} / {v['title10_acc']}"
+                                     for k, v in held.items()) + ".")
+        lines.append("")
     return "\n".join(lines) if lines else "_no ILM report yet: run `make ilm`_\n"
 
 

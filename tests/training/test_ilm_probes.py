@@ -54,3 +54,24 @@ def test_mlp_encoder_has_the_qformer_interface():
     assert 0 < float(enc.temperature.detach()) <= 0.5
     with pytest.raises(ValueError, match="at least one"):
         enc.encode_items(hist, torch.zeros(2, 5, dtype=torch.bool))
+
+
+def test_choice_logprob_matches_scoring_each_full_row(tiny_llm_dir):
+    """The shared-prefix scores equal the per-row ones of ``continuation_logprob``."""
+    from ilm.config import ILMConfig
+    from ilm.features import CFTable
+    from ilm.lm import load_llm
+    from ilm.model import ItemLanguageModel
+    from ilm.rec import ILMRecommender
+    from ilm.tasks import DESCRIPTION_PROMPT, Example
+    from training.ilm_probes import choice_logprob, continuation_logprob
+
+    lm, tok = load_llm(tiny_llm_dir, quantize="none")
+    torch.manual_seed(0)
+    cfg = ILMConfig.smoke(llm=tiny_llm_dir, quantize="none")
+    model = ILMRecommender(ItemLanguageModel(cfg, lm, tok), CFTable(torch.randn(5, cfg.qformer.d_cf)))
+    model.eval()
+    choices = ["Heat", "The Big Lebowski", "Up"]
+    shared = choice_logprob(model, Example("description", DESCRIPTION_PROMPT, None, items=[2]), choices)
+    rows = continuation_logprob(model, [Example("description", DESCRIPTION_PROMPT, c, items=[2]) for c in choices])
+    assert np.allclose(shared, rows, atol=1e-4)

@@ -12,7 +12,7 @@ from training.ilm_config import load_config
 
 
 def test_configs_load_and_reject_unknown_keys(tmp_path):
-    for name in ("smoke", "default", "short", "full", "dialog"):
+    for name in ("smoke", "default", "short", "full", "dialog", "stage1", "cpu"):
         cfg = load_config(name)
         assert cfg.name == name and cfg.stage2.llm
     assert load_config("default").stage2.llm == "qwen2.5-coder-1.5b"
@@ -113,3 +113,20 @@ def test_smoke_pipeline_on_ml_100k(tmp_path, tiny_llm_dir):
     scorer = ILMScorer.from_checkpoint(tmp_path / "work" / "ml-100k" / "stage2_ilm", lm=lm, tokenizer=tok)
     scores = scorer.score_batch([[1, 2, 3]], [[4, 5, 6]])[0]
     assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_gpu_script_smoke_path_on_cpu(tmp_path, tiny_llm_dir):
+    """The GPU run's path (training.ilm_gpu) with the smoke config and the tiny LLM on a CPU:
+    reports, the checkpoint and gpu_run.json land in the folder it is given."""
+    from training.ilm_gpu import budgeted, main
+
+    out = tmp_path / "gpu"
+    info = main(["--out", str(out), "--smoke", "--llm", tiny_llm_dir, "--dataset", "ml-100k"])
+    assert info["trained_on"]["device"] in ("cpu", "cuda")
+    assert json.loads((out / "gpu_run.json").read_text())["config"] == "smoke"
+    assert (out / "reports" / "ilm_ml-100k.json").is_file() and (out / "reports" / "ilm_probes_ml-100k.json").is_file()
+    assert (out / "checkpoint").is_dir()
+    full = budgeted(load_config("full"), 540, 240)
+    assert full.stage2.time_budget_s == 75.0
+    with pytest.raises(ValueError, match="reserve"):
+        budgeted(full, 100, 240)

@@ -149,3 +149,34 @@ def test_cf_inputs_concatenate_scaled_tables(tmp_path):
     with pytest.raises(ValueError, match="one of"):
         parse_cf_input("sasrec+lightgcn")
     assert replace(Stage1Config(), cf_input="cooc").cf_input == "cooc"
+
+
+def test_stage1_command_writes_its_report_and_the_probes_section(tmp_path):
+    import json
+
+    from training.ilm_stage1 import main
+
+    cfg = {"qformer": {"n_query": 2, "hidden": 32, "n_layers": 1, "n_heads": 4, "intermediate": 64,
+                       "n_cf_tokens": 2, "d_embed": 16, "dropout": 0.0, "text_side": "frozen",
+                       "itm": False, "itg": False},
+           "sasrec": {"epochs": 1, "dim": 16, "max_len": 20, "progress": False},
+           "stage1": {"epochs": 3, "patience": 2, "batch_size": 256, "lr": 1e-3,
+                      "ablations": ["item_text", "user_item"], "compare_cf_inputs": ["cooc"]}}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "reports"
+    main(["--dataset", "ml-100k", "--config", str(path), "--work", str(tmp_path / "work"), "--out", str(out)])
+    report = json.loads((out / "ilm_stage1_ml-100k.json").read_text())
+    s1 = report["stage1"]
+    assert set(s1["ablations"]) == {"item_text", "user_item"} and set(s1["cf_inputs"]) == {"sasrec", "cooc"}
+    for entry in (s1["ridge"], s1["random_init"], *s1["ablations"].values()):
+        assert 0 <= entry["recall@10"] <= 1 and entry["min5"]["n_items"] + entry["lt5"]["n_items"] == s1["heldout_items"]
+    assert s1["ablations"]["item_text"]["epochs_run"] <= 3
+    md = (out / "ilm_stage1_ml-100k.md").read_text()
+    assert "ridge (sasrec" in md and "Q-Former on cooc" in md and "avx" in md.lower()
+    assert (out / "ilm_stage1_ml-100k.png").stat().st_size > 1000
+    probes = json.loads((out / "ilm_probes_ml-100k.json").read_text())
+    assert set(probes["stage1"]["ridge"]) == {"recall@10", "recall@10_min5"}
+    assert s1["feeds_stage2"] in s1["ablations"]
+    assert probes["stage1"]["qformer"]["recall@10"] == s1["ablations"][s1["feeds_stage2"]]["recall@10"]
+    assert (tmp_path / "work" / "ml-100k" / "stage1").is_dir()
