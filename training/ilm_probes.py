@@ -179,7 +179,8 @@ def probes_markdown(d: dict) -> str:
         if key in d:
             lines += [f"## {title}", "", "| variant | genre weighted F1 | decade accuracy | title among 10 |",
                       "|---|---|---|---|"]
-            lines += [f"| {v} | {r['genre_f1']} | {r['decade_acc']} | {r['title10_acc']} |" for v, r in d[key].items()]
+            lines += [f"| {v} | {r['genre_f1']} | {r['decade_acc']} | "
+                      f"{'-' if r['title10_acc'] is None else r['title10_acc']} |" for v, r in d[key].items()]
             lines.append("")
     if "user_tokens" in d:
         lines += ["## User tokens: genres of the next liked movies (weighted F1)", "",

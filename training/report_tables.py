@@ -87,7 +87,7 @@ def ilm_table(reports: Path) -> str:
             held = r["item_probes"]["sets"]["heldout"]
             lines.append(f"Item tokens alone, {next(iter(held.values()))['n_items']} held-out items (genre F1 / "
                          "decade accuracy / title among 10): "
-                         + "; ".join(f"{k} {v['genre_f1']} / {v['decade_acc']} / {v['title10_acc']}"
+                         + "; ".join(f"{k} {v['genre_f1']} / {v['decade_acc']} / {v['title10_acc'] or '-'}"
                                      for k, v in held.items()) + ".")
         lines.append("")
     return "\n".join(lines) if lines else "_no ILM report yet: run `make ilm`_\n"

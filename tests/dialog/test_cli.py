@@ -55,7 +55,7 @@ def test_evaluate_writes_json_md_png(fake_load, tmp_path):
     assert s["ci95"]["success@5"][0] <= s["success@5"] <= s["ci95"]["success@5"][1]
     assert (tmp_path / "sim_ml-latest-small.md").read_text().startswith("# Simulated conversations")
     assert (tmp_path / "sim_ml-latest-small.png").stat().st_size > 1000
-    assert data["run"]["hardware"]["cpu_count"] and data["run"]["wall_s"] > 0
+    assert data["run"]["hardware"]["cpu_count"] and data["run"]["wall_s"] >= 0  # 0.0: under 50 ms
 
 
 def test_evaluate_terse_simulator_writes_its_own_report(fake_load, tmp_path):

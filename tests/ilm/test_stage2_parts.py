@@ -141,10 +141,10 @@ def test_collate_expands_placeholders_and_labels_only_targets(rec):
     assert int((b.input_ids == item_id).sum()) == len(b.item_ids) * Q
     assert int((b.input_ids == user_id).sum()) == len(b.histories) * Q
     assert b.labels[0].eq(-100).all()                         # next_item: no target text
-    for row in range(1, 4):
+    for row in range(1, len(TASKS)):
         labelled = (b.labels[row] != -100).nonzero().flatten()
         assert int(labelled.min()) == int(b.last_prompt[row]) + 1   # targets start after the prompt
-    assert b.next_items.tolist()[0] >= 0 and b.next_items.tolist()[1:] == [-1, -1, -1]
+    assert b.next_items.tolist()[0] >= 0 and b.next_items.tolist()[1:] == [-1] * (len(TASKS) - 1)
     text = collate(examples, tok, Q, "text", titles=[f"movie {i}" for i in range(N_ITEMS)])
     assert text.histories == [] and int((text.input_ids == user_id).sum()) == 0
     with pytest.raises(ValueError, match="user_encoder"):
