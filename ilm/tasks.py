@@ -59,12 +59,15 @@ def describe(item: dict, max_words: int = 40) -> str:
     return f"{head}. Genres: {genres}." + (f" {desc}" if desc else "")
 
 
+def decade_of(year) -> str | None:
+    """"1990s" for 1995; None for a missing year (None or NaN)."""
+    return f"{int(year) // 10 * 10}s" if year and year == year else None
+
+
 def facts(item: dict) -> str:
     """The reference answer of the facts task: the item's genres and decade."""
     genres = ", ".join(g for g in item["genres"] if g != NO_GENRE) or "unknown"
-    year = item.get("year")
-    decade = f"{int(year) // 10 * 10}s" if year and year == year else "unknown"
-    return f"Genres: {genres}. Decade: {decade}."
+    return f"Genres: {genres}. Decade: {decade_of(item.get('year')) or 'unknown'}."
 
 
 def display(item: dict) -> str:
@@ -156,9 +159,9 @@ class TaskBuilder:
 
 def request_text(item: dict) -> str:
     """What a person might ask for when this movie is what they want: its genres and decade."""
-    genres = " ".join(g.lower() for g in list(item["genres"])[:2] if g != "(no genres listed)")
-    year = item.get("year")
-    decade = f" from the {int(year) // 10 * 10}s" if year and year == year else ""
+    genres = " ".join(g.lower() for g in list(item["genres"])[:2] if g != NO_GENRE)
+    decade = decade_of(item.get("year"))
+    decade = f" from the {decade}" if decade else ""
     return f"I'd like a {genres or 'good'} movie{decade}."
 
 

@@ -26,13 +26,19 @@ import torch
 from tqdm import tqdm
 
 from ilm.rec import ILMRecommender
-from ilm.tasks import DESCRIPTION_PROMPT, Example, collate, describe, display, genre_example, next_item_example
+from ilm.tasks import (
+    DESCRIPTION_PROMPT,
+    NO_GENRE,
+    Example,
+    collate,
+    describe,
+    display,
+    genre_example,
+    next_item_example,
+)
 from retrieval.metrics import rank_metrics, target_ranks
 from training.ilm_common import Prepared
 from training.ilm_config import ILMRunConfig
-
-NO_GENRE = "(no genres listed)"
-
 
 # ---- next item ----------------------------------------------------------------------------------
 

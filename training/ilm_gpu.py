@@ -63,9 +63,9 @@ def main(argv=None) -> dict:
     if not args.smoke:
         cfg = budgeted(cfg, args.budget_s, args.reserve_s)
     start = time.perf_counter()
-    out = args.out
-    report = run(args.dataset, cfg, args.work or out / "work", out / "reports", args.data_dir)
-    ckpt = (args.work or out / "work") / args.dataset / "stage2_ilm"
+    out, work = args.out, args.work or args.out / "work"
+    report = run(args.dataset, cfg, work, out / "reports", args.data_dir)
+    ckpt = work / args.dataset / "stage2_ilm"
     if ckpt.is_dir():
         shutil.copytree(ckpt, out / "checkpoint", dirs_exist_ok=True)
     info = {"dataset": args.dataset, "config": cfg.name, "trained_on": device_info(),

@@ -25,16 +25,12 @@ import torch
 from tqdm import tqdm
 
 from ilm.rec import ILMRecommender
-from ilm.tasks import DESCRIPTION_PROMPT, FACTS_PROMPT, NO_GENRE, Example, collate
+from ilm.tasks import DESCRIPTION_PROMPT, FACTS_PROMPT, NO_GENRE, Example, collate, decade_of
 from training.ilm_eval import _weighted_prf, generate
 
 TEXT_FACTS_PROMPT = ("What are the genres and the decade of the movie {title}? "
                      "Answer as: Genres: <genres>. Decade: <decade>.")
 TEXT_DESCRIPTION_PROMPT = "Describe the movie {title}."
-
-
-def decade_of(year) -> str | None:
-    return f"{int(year) // 10 * 10}s" if year and year == year else None
 
 
 def parse_facts(text: str, labels: list[str]) -> tuple[list[str], str | None]:
@@ -53,38 +49,19 @@ def probe_items(rows: list[dict], candidates: np.ndarray, n: int, seed: int) -> 
     return np.sort(rng.choice(ok, size=min(n, len(ok)), replace=False)) if ok else np.zeros(0, np.int64)
 
 
-def _prompt(kind: str, variant: str, row: dict) -> tuple[str, list[int]]:
+def _prompt(kind: str, variant: str, rows: list[dict], item: int) -> tuple[str, list[int]]:
+    """(prompt, item ids of its ``<item>`` mentions) of one probe question about ``item``."""
     if variant == "title_text":
         template = TEXT_FACTS_PROMPT if kind == "facts" else TEXT_DESCRIPTION_PROMPT
-        return template.format(title=row["title"]), []
-    return (FACTS_PROMPT if kind == "facts" else DESCRIPTION_PROMPT), [row["_id"]]
-
-
-@torch.no_grad()
-def continuation_logprob(model: ILMRecommender, examples: list[Example]) -> np.ndarray:
-    """Mean log-probability per token of each example's target given its prompt (the end-of-text
-    token that ``collate`` appends is left out)."""
-    batch = collate(examples, model.ilm.tokenizer, model.ilm.cfg.n_query, model.user_encoder,
-                    max_target_tokens=32)
-    hidden = model.hidden(batch)
-    labels = batch.labels.to(hidden.device)
-    shifted = labels[:, 1:].clone()
-    last = (shifted != -100).long().cumsum(1).argmax(1)  # the appended end-of-text position
-    shifted[torch.arange(len(shifted)), last] = -100
-    keep = shifted != -100
-    logits = model.ilm.lm.get_output_embeddings()(hidden[:, :-1][keep]).float().log_softmax(-1)
-    tok_lp = logits.gather(1, shifted[keep][:, None])[:, 0]
-    rows = torch.nonzero(keep)[:, 0]
-    total = torch.zeros(len(examples), device=tok_lp.device).index_add_(0, rows, tok_lp)
-    count = torch.zeros(len(examples), device=tok_lp.device).index_add_(0, rows, torch.ones_like(tok_lp))
-    return (total / count.clamp(min=1)).cpu().numpy()
+        return template.format(title=rows[item]["title"]), []
+    return (FACTS_PROMPT if kind == "facts" else DESCRIPTION_PROMPT), [item]
 
 
 @torch.no_grad()
 def choice_logprob(model: ILMRecommender, prompt: Example, choices: list[str]) -> np.ndarray:
     """Mean log-probability per token of each choice as the answer to one prompt: the prompt runs
-    once and its cache is shared by the choices (the same numbers as ``continuation_logprob``
-    without re-reading the prompt for every choice)."""
+    once and its cache is shared by the choices (the same numbers as scoring each full row, without
+    re-reading the prompt for every choice; the test checks both agree)."""
     tok = model.ilm.tokenizer
     batch = collate([prompt], tok, model.ilm.cfg.n_query, model.user_encoder)
     device = model.ilm.lm.get_input_embeddings().weight.device
@@ -110,14 +87,13 @@ def item_probes(model: ILMRecommender, rows: list[dict], items: np.ndarray, vari
                 labels: list[str], seed: int = 0, batch_size: int = 16, n_choices: int = 10,
                 max_new_tokens: int = 24) -> dict:
     """genre_f1, decade_acc and title10_acc of one variant ("title_text" or item tokens)."""
-    rows = [{**r, "_id": i} for i, r in enumerate(rows)]
     truth_g = [[g for g in rows[i]["genres"] if g != NO_GENRE] for i in items]
     truth_d = [decade_of(rows[i]["year"]) for i in items]
     answers = []
     for s in tqdm(range(0, len(items), batch_size), desc=f"probe facts ({variant})"):
         exs = []
         for i in items[s:s + batch_size]:
-            prompt, ids = _prompt("facts", variant, rows[int(i)])
+            prompt, ids = _prompt("facts", variant, rows, int(i))
             exs.append(Example("facts", prompt, None, items=ids))
         answers += generate(model, exs, max_new_tokens)[0]
     parsed = [parse_facts(a, labels) for a in answers]
@@ -127,7 +103,7 @@ def item_probes(model: ILMRecommender, rows: list[dict], items: np.ndarray, vari
     for i in tqdm(items, desc=f"probe title10 ({variant})"):
         others = rng.choice(np.delete(np.arange(n_items), int(i)), size=n_choices - 1, replace=False)
         cands = [int(i), *map(int, others)]
-        prompt, ids = _prompt("description", variant, rows[int(i)])
+        prompt, ids = _prompt("description", variant, rows, int(i))
         scores = choice_logprob(model, Example("description", prompt, None, items=ids),
                                 [rows[c]["title"] for c in cands])
         hits.append(int(np.argmax(scores) == 0))

@@ -23,13 +23,13 @@ import torch
 from ilm.checkpoint import save_qformer
 from ilm.lm import use_cpu_packed_4bit
 from ilm.mlp_encoder import MLPItemEncoder
-from ilm.tasks import collate
+from ilm.tasks import NO_GENRE, collate, decade_of
 from retrieval.eval.report import Run, run_line, write_report
 from retrieval.text_encoder import TextEncoder
 from training import ilm_eval, ilm_probes
 from training.ilm_common import prepare
 from training.ilm_config import ILMRunConfig, load_config
-from training.ilm_eval import NO_GENRE, _weighted_prf
+from training.ilm_eval import _weighted_prf
 from training.ilm_probes import probe_items, update_probes
 from training.ilm_stage1 import run_stage1
 from training.ilm_stage2 import build_model, load_frozen_llm, task_builder, train_stage2
@@ -122,7 +122,7 @@ def item_token_probes(models: dict, prep, s1_data, cfg: ILMRunConfig, log=print)
     out = {"protocol": ilm_probes.__doc__.strip(), "genres": labels, "sets": {}}
     train_rows = [rows[int(i)] for i in s1_data.train_items]
     top_g = [g for g, _ in Counter(g for r in train_rows for g in r["genres"] if g != NO_GENRE).most_common(2)]
-    top_d = Counter(ilm_probes.decade_of(r["year"]) for r in train_rows if r["year"] == r["year"]).most_common(1)[0][0]
+    top_d = Counter(decade_of(r["year"]) for r in train_rows if r["year"] == r["year"]).most_common(1)[0][0]
     for set_name, items in sets.items():
         res = {}
         for variant, run_name in PROBE_VARIANTS.items():
@@ -132,7 +132,7 @@ def item_token_probes(models: dict, prep, s1_data, cfg: ILMRunConfig, log=print)
         truth = [[g for g in rows[int(i)]["genres"] if g != NO_GENRE] for i in items]
         res["majority"] = {"n_items": int(len(items)), "answer": f"Genres: {', '.join(top_g)}. Decade: {top_d}.",
                            "genre_f1": _weighted_prf(truth, [top_g] * len(items), labels)["f1"],
-                           "decade_acc": round(float(np.mean([ilm_probes.decade_of(rows[int(i)]["year"]) == top_d
+                           "decade_acc": round(float(np.mean([decade_of(rows[int(i)]["year"]) == top_d
                                                               for i in items])), 4),
                            "title10_acc": None}  # one answer for every item: it cannot pick a title
         out["sets"][set_name] = res

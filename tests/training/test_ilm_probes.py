@@ -5,8 +5,8 @@ import torch
 
 from ilm.config import QFormerConfig
 from ilm.mlp_encoder import MLPItemEncoder
-from ilm.tasks import TaskBuilder, facts
-from training.ilm_probes import decade_of, parse_facts, probe_items, probes_markdown, update_probes
+from ilm.tasks import TaskBuilder, decade_of, facts
+from training.ilm_probes import parse_facts, probe_items, probes_markdown, update_probes
 
 LABELS = ["Action", "Comedy", "Drama", "Sci-Fi"]
 
@@ -57,14 +57,14 @@ def test_mlp_encoder_has_the_qformer_interface():
 
 
 def test_choice_logprob_matches_scoring_each_full_row(tiny_llm_dir):
-    """The shared-prefix scores equal the per-row ones of ``continuation_logprob``."""
+    """The shared-prefix scores equal scoring every full row (prompt + choice, collated) on its own."""
     from ilm.config import ILMConfig
     from ilm.features import CFTable
     from ilm.lm import load_llm
     from ilm.model import ItemLanguageModel
     from ilm.rec import ILMRecommender
-    from ilm.tasks import DESCRIPTION_PROMPT, Example
-    from training.ilm_probes import choice_logprob, continuation_logprob
+    from ilm.tasks import DESCRIPTION_PROMPT, Example, collate
+    from training.ilm_probes import choice_logprob
 
     lm, tok = load_llm(tiny_llm_dir, quantize="none")
     torch.manual_seed(0)
@@ -73,5 +73,14 @@ def test_choice_logprob_matches_scoring_each_full_row(tiny_llm_dir):
     model.eval()
     choices = ["Heat", "The Big Lebowski", "Up"]
     shared = choice_logprob(model, Example("description", DESCRIPTION_PROMPT, None, items=[2]), choices)
-    rows = continuation_logprob(model, [Example("description", DESCRIPTION_PROMPT, c, items=[2]) for c in choices])
+    with torch.no_grad():
+        batch = collate([Example("description", DESCRIPTION_PROMPT, c, items=[2]) for c in choices],
+                        tok, cfg.n_query, model.user_encoder)
+        logp = model.ilm.lm.get_output_embeddings()(model.hidden(batch)).float().log_softmax(-1)
+    rows = []
+    for b, c in enumerate(choices):  # the choice's tokens follow the prompt; the appended end-of-text is not scored
+        n = len(tok(c, add_special_tokens=False)["input_ids"])
+        start = int(batch.last_prompt[b]) + 1
+        targets = batch.input_ids[b, start:start + n]
+        rows.append(float(logp[b, start - 1:start - 1 + n].gather(1, targets[:, None]).mean()))
     assert np.allclose(shared, rows, atol=1e-4)
