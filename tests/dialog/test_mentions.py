@@ -133,7 +133,7 @@ def test_bench_attribution():
 def test_bench_counts_people_against_the_annotations(finder, catalog):
     import numpy as np
 
-    from dialog.eval.bench_mentions import measure
+    from dialog.eval.bench_mentions import measure, rules_reader
     from retrieval.crs_data import CRSSample, TitleMapper
     from retrieval.people import Credit, PeopleIndex, name_key
     people = PeopleIndex({name_key("Gary Fenwick"): "Gary Fenwick", name_key("Ida Marlowe"): "Ida Marlowe"},
@@ -143,8 +143,43 @@ def test_bench_counts_people_against_the_annotations(finder, catalog):
                CRSSample("opendialkg", "2", 1, ("I like Ida Marlowe and Bo Quint",), ("Ida Marlowe", "Bo Quint"), ()),
                CRSSample("opendialkg", "3", 1, ("Gary Fenwick is fine",), (), ())]
     mapper = TitleMapper(catalog, np.ones(len(catalog)))
-    r = measure(samples, finder, mapper, catalog, 2021, people)
+    read = rules_reader(finder, catalog.genres, 2021)
+    r = measure(samples, read, mapper, catalog, people)
     # found: Gary (x2), Ida; annotated: Gary, Ida, Bo Quint (unknown to the index)
     assert r["people"] == {"precision": round(2 / 3, 4), "recall": round(2 / 3, 4), "tp": 2, "predicted": 3, "labels": 3}
     assert r["titles"]["predicted"] == 0          # "Gary" and "Marlowe ..." inside names are no titles
-    assert "people" not in measure(samples, finder, mapper, catalog, 2021)
+    assert "people" not in measure(samples, read, mapper, catalog)
+    assert r["sources"] == {"rules": 3} and r["s_per_message"] >= 0
+
+
+class _ScriptedChat:
+    """``invoke`` returns the given replies in turn, like a chat model."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    def invoke(self, messages, **kw):
+        from langchain_core.messages import AIMessage
+        return AIMessage(self.replies.pop(0))
+
+
+def test_bench_scores_the_llm_reader_with_its_outcomes(finder, catalog):
+    """The LLM path is scored like the rules: a title the LLM names is resolved through the finder
+    as the manager does, a broken answer is repaired once,
+    and an answer that stays broken falls back to the rules; each outcome is counted."""
+    import numpy as np
+
+    from dialog.eval.bench_mentions import llm_reader, measure
+    from dialog.understand import LLMUnderstander
+    from retrieval.crs_data import CRSSample, TitleMapper
+    samples = [CRSSample("redial", "1", 1, ("have you seen glass ribbon? loved it",), ("Glass Ribbon (1994)",), ()),
+               CRSSample("redial", "2", 1, ("I liked Red Orchard (1988)",), ("Red Orchard (1988)",), ()),
+               CRSSample("redial", "3", 1, ("Something like Go (1999)",), ("Go (1999)",), ())]
+    chat = _ScriptedChat(['{"liked_titles": ["Glass Ribbon"]}',
+                          "not json", '{"liked_titles": ["Red Orchard"]}',
+                          "still not json", "nor this"])
+    und = LLMUnderstander(chat, finder, list(catalog.genres))
+    r = measure(samples, llm_reader(und), TitleMapper(catalog, np.ones(len(catalog))), catalog)
+    assert r["sources"] == {"llm": 1, "llm-repaired": 1, "rules": 1}
+    assert r["titles"] == {"precision": 1.0, "recall": 1.0, "tp": 3, "predicted": 3, "labels": 3}
+    assert not chat.replies
