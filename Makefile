@@ -42,10 +42,11 @@ help:
 	@echo "make eval-crs   CRS benchmark on real conversations (ReDial, OpenDialKG dev parts): popularity, text, full (BEFORE=preds.jsonl adds an older commit)"
 	@echo "               -> reports/crs_<redial|opendialkg>.* (python -m dialog.eval.crs --help for --limit, --predictions)"
 	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
-	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users"
+	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users and the CRS fit parts"
 	@echo "make ilm-dialog train the dialog ranker's ILM (SmolLM2, conversational split), fit the ranker with it,"
 	@echo "               and evaluate full vs full_ilm -> reports/ilm_dialog_<dataset>.*, reports/sim_<dataset>.*"
 	@echo "make bench-understanding  rules vs LLM understanding on 40 labelled messages -> reports/understanding_*"
+	@echo "make bench-llm-scorer  the LLM as a scorer of the product's top 20 on ReDial dev (Qwen; ~35 min) -> reports/crs_llm_scorer.*"
 	@echo "make build      train the default models and build the indexes for DATASET=$(DATASET)"
 	@echo "make clean      remove the virtualenv and built artefacts"
 
@@ -150,7 +151,7 @@ eval-llm: build llm-weights llama-cpp
 		--cache reports/sim_cache_llm_$(DATASET).json
 	$(BIN)/python -m training.report_tables
 
-.PHONY: eval-crs
+.PHONY: eval-crs bench-llm-scorer
 # BEFORE=FILE also scores an older commit's dialog.batch predictions as system "before" (README)
 eval-crs: build
 	$(BIN)/python -m dialog.eval.crs --dataset $(DATASET) --artifacts $(ARTIFACTS) $(if $(BEFORE),--predictions before=$(BEFORE))
@@ -169,6 +170,10 @@ ilm-dialog: build llm-weights
 
 bench-understanding: build llm-weights llama-cpp
 	$(BIN)/python -m dialog.eval.bench_understanding --dataset $(DATASET) --artifacts $(ARTIFACTS) --llm qwen2.5-coder-1.5b
+
+# the LLM as a scorer on the ReDial dev part (issue 14; about 17 s a sample on 2 cores, both modes)
+bench-llm-scorer: build llm-weights llama-cpp
+	$(BIN)/python -m dialog.eval.llm_rerank --dataset $(DATASET) --artifacts $(ARTIFACTS) --crs redial --n-fit 30 --n-dev 90
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS)

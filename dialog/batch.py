@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 from retrieval.cli import add_data_args
 
 
-def recommend_conversation(manager, conv: dict, k: int) -> list[dict]:
+def replay(manager, conv: dict):
+    """The dialog state after a conversation's turns (user turns update it, titles in assistant
+    turns count as shown)."""
     if not isinstance(conv.get("turns"), list):
         raise ValueError("'turns' must be a list of {role, text}")
     state = manager.new_state(conv.get("user_id"))
@@ -31,8 +33,12 @@ def recommend_conversation(manager, conv: dict, k: int) -> list[dict]:
             raise ValueError(f"bad turn {str(t)[:80]!r}: need role user|assistant and text")
         state = manager.observe_user(state, t["text"]) if t["role"] == "user" else \
             manager.observe_assistant(state, t["text"])
+    return state
+
+
+def recommend_conversation(manager, conv: dict, k: int) -> list[dict]:
     return [{"item_id": s.item_id, "movielens_id": s.movielens_id, "title": s.title, "year": s.year}
-            for s in manager.recommend(state, k)]
+            for s in manager.recommend(replay(manager, conv), k)]
 
 
 def main(argv=None) -> dict:
