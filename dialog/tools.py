@@ -183,8 +183,7 @@ class Toolbox:
         pop = np.asarray(resources.popularity, dtype=np.float64)
         self.pop_feat = np.log1p(pop) / max(np.log1p(pop.max()), 1e-9)
         self.pop_order = np.argsort(-pop, kind="stable")
-        self.talk = resources.conversations           # None: artefacts without conversation counts
-        self.talk_feat = self.talk.talked_about() if self.talk is not None else np.zeros(self.n_items)
+        self.use_conversations(resources.conversations)   # None: artefacts without conversation counts
         self.years = items["year"].to_numpy(dtype=np.float64)
         # release year scaled to [0, 1] over 1970-2018 (0 when unknown): people in chats ask for recent films
         self.recency = np.nan_to_num(np.clip((self.years - 1970) / 48, 0, 1), nan=0.0)
@@ -195,6 +194,15 @@ class Toolbox:
         self._cf_cache: tuple[tuple, np.ndarray] | None = None
 
     # ---- helpers ----
+    def use_conversations(self, stats) -> None:
+        """Rank with these conversation counts (``retrieval.comention.ConversationStats`` or None)
+        from now on: candidates "after" the anchors, the "talked about" list and their features.
+        ``dialog.eval.fit_ranker`` swaps in out-of-fold counts while it replays fit samples."""
+        if stats is not None and len(stats) != self.n_items:
+            raise ValueError(f"conversation counts for {len(stats)} movies, the catalogue has {self.n_items}")
+        self.talk = stats
+        self.talk_feat = stats.talked_about() if stats is not None else np.zeros(self.n_items)
+
     def encode(self, text: str) -> np.ndarray:
         """(D,) normalised query embedding, cached by text."""
         if text in self._encode_cache:

@@ -19,9 +19,16 @@ Features (``dialog.tools``): ``talked_about(ids)`` = log1p(recommended) scaled t
 ``after(anchors, ids)`` = the sum over the anchor movies of log1p(co[anchor, id]), scaled by
 log1p of the largest count, so one strong co-recommendation is about 1; ``together(anchors, ids)``
 the same over ``together``.
+
+Fitting on the fit parts: a fit sample replayed with these counts would see its own dialog's
+recommendations in them (its label is then "what people recommend after these movies"), so the
+ranker learns to trust the counts far more than they earn on new conversations. ``out_of_fold``
+gives, per fold of dialogs, the counts without that fold; ``dialog.eval.fit_ranker`` replays each
+fit sample with the counts of the other folds.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -135,6 +142,24 @@ class ConversationStats:
             tog = sp.csr_matrix((z["t_counts"].astype(np.int64), (z["t_rows"], z["t_cols"])),
                                 shape=(len(rec), len(rec)))
         return cls(rec, co, tog, meta)
+
+
+def fold_of(key: str, folds: int) -> int:
+    """The fold (0 .. folds-1) of a dialog key (``retrieval.crs_data.dialog_key``): the first 8 hex
+    digits of its sha256, modulo ``folds``; depends on the key alone."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % folds
+
+
+def out_of_fold(n_items: int, triples: list[tuple[str, Iterable[int], Iterable[int]]],
+                folds: int) -> list[ConversationStats]:
+    """For each fold k, the counts of the triples whose dialog is **not** in fold k (see the module
+    docstring). ``triples`` as ``ConversationStats.count`` takes them."""
+    if folds < 2:
+        raise ValueError(f"out-of-fold counts need at least 2 folds, got {folds}")
+    triples = [(k, list(c), list(j)) for k, c, j in triples]
+    return [ConversationStats.count(n_items, [t for t in triples if fold_of(t[0], folds) != k],
+                                    {"out_of_fold": f"fold {k} of {folds} left out"})
+            for k in range(folds)]
 
 
 def _anchored(m: sp.csr_matrix, anchors, ids, n_items: int) -> np.ndarray:

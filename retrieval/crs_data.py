@@ -383,17 +383,17 @@ def prepare(samples: list[CRSSample], mapper: TitleMapper, n_examples: int = 5) 
     return out, stats
 
 
-def fit_conversation_stats(catalog: Catalog, popularity: np.ndarray, data_dir=None, *, root=None,
-                           on_error: Callable[[str], None] = _stderr):
-    """``retrieval.comention.ConversationStats`` counted on the **fit** parts of every CRS data set
-    (ReDial fit, OpenDialKG train; the dev parts are never read): per sample, the mapped context
-    movies and the mapped recommended ones. OpenDialKG samples that talk about books or TV are
-    left out (their titles are often also films'). Empty (with a note) when the CRS folder is missing."""
-    from retrieval.comention import ConversationStats
-
+def fit_triples(catalog: Catalog, popularity: np.ndarray, data_dir=None, *, root=None,
+                on_error: Callable[[str], None] = _stderr) -> tuple[list, dict]:
+    """What the conversation counts are counted from: per sample of the **fit** parts of every CRS
+    data set (ReDial fit, OpenDialKG train; the dev parts are never read) the triple
+    (``<dataset>/<dialog_id>``, mapped context movies, mapped recommended movies), and the number of
+    samples read per data set. OpenDialKG samples that talk about books or TV are left out (their
+    titles are often also films'); so are samples with no mapped recommended movie. ([], {}) when
+    the CRS folder is missing."""
     base = Path(root) if root is not None else crs_dir(data_dir)
     if not base.is_dir():
-        return ConversationStats.empty(len(catalog), f"no CRS data folder {base}")
+        return [], {}
     mapper = TitleMapper(catalog, popularity)
     triples, per_set = [], {}
     for ds in CRS_DATASETS:
@@ -404,7 +404,25 @@ def fit_conversation_stats(catalog: Catalog, popularity: np.ndarray, data_dir=No
                 continue            # books and TV shows share titles with films: not counted
             labels = [m.item_id for m in map(mapper.map, s.rec) if m.item_id is not None]
             if labels:
-                triples.append((f"{ds}/{s.dialog_id}", context_items(s, mapper), labels))
+                triples.append((dialog_key(s), context_items(s, mapper), labels))
+    return triples, per_set
+
+
+def dialog_key(sample: CRSSample) -> str:
+    """``<dataset>/<dialog_id>``: what the counts and the folds are keyed by."""
+    return f"{sample.dataset}/{sample.dialog_id}"
+
+
+def fit_conversation_stats(catalog: Catalog, popularity: np.ndarray, data_dir=None, *, root=None,
+                           on_error: Callable[[str], None] = _stderr):
+    """``retrieval.comention.ConversationStats`` counted on ``fit_triples`` (the fit parts only).
+    Empty (with a note) when the CRS folder is missing."""
+    from retrieval.comention import ConversationStats
+
+    base = Path(root) if root is not None else crs_dir(data_dir)
+    if not base.is_dir():
+        return ConversationStats.empty(len(catalog), f"no CRS data folder {base}")
+    triples, per_set = fit_triples(catalog, popularity, root=base, on_error=on_error)
     return ConversationStats.count(len(catalog), triples,
                                    {"parts": {ds: f"fit ({FILES[(ds, 'fit')]}, {n} samples)" for ds, n in per_set.items()},
                                     "catalogue": catalog.name})

@@ -13,7 +13,10 @@ The round chosen (below) is written to
 ``dialog/ranker_weights/<dataset>.json`` with how it was fitted.
 
 Real conversations (``--crs``, default on when ``<data-dir>/crs`` exists): every sample of the
-fit parts (ReDial fit, OpenDialKG train) is replayed as ``dialog.batch`` does; the last rank call's
+fit parts (ReDial fit, OpenDialKG train) is replayed as ``dialog.batch`` does, with the conversation
+counts of the other ``--crs-folds`` folds of fit dialogs (``dialog.eval.out_of_fold``: the built
+counts contain the sample's own recommendations, and weights fitted on them trusted the counts
+several times too much); the last rank call's
 candidates give one group per recommended movie found among them (features do not depend on the
 weights, so they are collected once). Every round's weights are fitted on the simulated groups so
 far plus these. The dev parts choose: each round is scored on validation users (success@5, the mean of the two simulators) and on
@@ -31,6 +34,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from dialog.eval.out_of_fold import DEFAULT_FOLDS, OutOfFold
 from dialog.eval.simulator import (
     TargetFacts,
     TemplateSimulator,
@@ -61,13 +65,15 @@ def simulate(manager, sim, people, calls: list, max_turns, collect: list | None,
     return float(np.mean(hits))
 
 
-def crs_groups(manager, calls: list, samples, progress: bool) -> tuple[list, int]:
+def crs_groups(manager, calls: list, samples, progress: bool, oof: OutOfFold | None = None) -> tuple[list, int]:
     """(features, label row) groups from replayed real conversations, and how many samples had a
-    label among the candidates."""
+    label among the candidates. With ``oof`` each sample is replayed with the conversation counts
+    of the other folds (``dialog.eval.out_of_fold``)."""
     from dialog.batch import recommend_conversation
     from retrieval.crs_data import batch_conversation
     groups, n_hit = [], 0
-    for s in tqdm(samples, desc="real conversations (fit)", disable=not progress, leave=False):
+    order = oof.replayed(manager, samples) if oof is not None else iter(samples)
+    for s in tqdm(order, total=len(samples), desc="real conversations (fit)", disable=not progress, leave=False):
         calls.clear()
         recommend_conversation(manager, batch_conversation(s.sample), 10)
         ids, feats = calls[-1]
@@ -121,9 +127,14 @@ def main(argv=None):
     ap.add_argument("--crs-fit", type=int, default=1500,
                     help="at most this many fit samples, the first by sha256 of their id (default 1500 of "
                          "3,283: about 13 minutes on 2 cores); 0 = all")
+    ap.add_argument("--crs-folds", type=int, default=DEFAULT_FOLDS,
+                    help=f"folds of fit dialogs for out-of-fold conversation counts (default {DEFAULT_FOLDS}); "
+                         "0 = replay with the built counts, which contain each sample's own labels (for comparison only)")
     ap.add_argument("--crs-dev", type=int, default=150, help="dev samples per CRS data set that choose the round")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if a.crs_folds == 1 or a.crs_folds < 0:
+        ap.error("--crs-folds must be 0 (no folds) or at least 2")
     from retrieval.resources import load_resources
 
     t0 = time.perf_counter()
@@ -154,8 +165,11 @@ def main(argv=None):
         calls: list = []
         manager = build_manager(res, weights=weights, recorder=lambda ids, feats, calls=calls: calls.append((ids, feats.copy())))
         fit_samples = fixed_subset(crs[0], a.crs_fit)
-        real, n_hit = crs_groups(manager, calls, fit_samples, progress)
+        oof = OutOfFold.from_fit_parts(res, a.data_dir, a.crs_folds) if a.crs_folds else None
+        real, n_hit = crs_groups(manager, calls, fit_samples, progress, oof)
         crs_info = {"fit_samples": len(fit_samples), "fit_samples_with_a_label_among_candidates": n_hit,
+                    "conversation_counts": f"out of fold ({a.crs_folds} folds of fit dialogs)" if oof
+                    else "as built (each fit sample's own labels included)",
                     "fit_groups": len(real), "dev_samples_per_set": {ds: len(v) for ds, v in crs[1].items()}}
         print(f"real conversations: {len(fit_samples)} fit samples, {n_hit} with a recommended movie among the "
               f"candidates -> {len(real)} groups")

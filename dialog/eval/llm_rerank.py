@@ -13,7 +13,8 @@ same ``--top`` candidates:
   llm_<mode>              the LLM's order alone
   full+llm_<mode>         z(ranker score) + w * z(LLM score), z = standardised within the sample;
                           w chosen on the fit samples (grid ``W_GRID``, best mean recall@10 of the
-                          fit samples of all data sets together), never on dev
+                          fit samples of all data sets together), never on dev; the fit samples
+                          are replayed with out-of-fold conversation counts (dialog.eval.out_of_fold)
 
 Metrics on the dev samples, over each sample's labels (the protocol of ``dialog.eval.crs``):
 recall@1, recall@10 (95% bootstrap interval), ndcg@10; ``recall@top`` is the ceiling any reordering
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from dialog.eval.crs import sample_metrics
 from dialog.eval.evaluate import bootstrap_ci
+from dialog.eval.out_of_fold import OutOfFold
 from dialog.llm_scorer import MODES, LLMScorer, LLMScorerConfig
 from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
@@ -51,11 +53,14 @@ def order(ids: np.ndarray, scores: np.ndarray) -> list[int]:
     return [int(ids[i]) for i in np.argsort(-np.asarray(scores), kind="stable")]
 
 
-def collect(manager, scorers: dict, samples, top: int, progress: bool, desc: str) -> list[dict]:
-    """Per sample: the product's top ``top`` (ids, ranker scores), each mode's LLM scores, the labels."""
+def collect(manager, scorers: dict, samples, top: int, progress: bool, desc: str,
+            oof: OutOfFold | None = None) -> list[dict]:
+    """Per sample: the product's top ``top`` (ids, ranker scores), each mode's LLM scores, the labels.
+    With ``oof`` (fit samples) each is replayed with the conversation counts of the other folds."""
     from dialog.batch import replay
     rows = []
-    for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
+    order = oof.replayed(manager, samples) if oof is not None else iter(samples)
+    for s in tqdm(order, total=len(samples), desc=desc, disable=not progress, leave=False):
         conv = batch_conversation(s.sample)
         sugg = manager.recommend(replay(manager, conv), top)
         ids = np.array([x.item_id for x in sugg], dtype=np.int64)
@@ -149,10 +154,11 @@ def main(argv=None) -> dict:
     mapper = TitleMapper(res.catalog, res.popularity)
     progress = not a.no_progress
     fit_rows, dev_rows = [], {}
+    oof = OutOfFold.from_fit_parts(res, a.data_dir)     # fit samples must not find themselves in the counts
     for ds in datasets:
         fit = fixed_subset(prepare(load_crs(ds, "fit", a.data_dir), mapper)[0], a.n_fit)
         dev = fixed_subset(prepare(load_crs(ds, "dev", a.data_dir), mapper)[0], a.n_dev)
-        fit_rows += collect(manager, scorers, fit, a.top, progress, f"{ds} fit")
+        fit_rows += collect(manager, scorers, fit, a.top, progress, f"{ds} fit", oof)
         dev_rows[ds] = collect(manager, scorers, dev, a.top, progress, f"{ds} dev")
     weights, w_choice = {}, {}
     for m in modes:
@@ -167,7 +173,7 @@ def main(argv=None) -> dict:
         report["datasets"][ds] = {"n_dev": len(rows), "systems": systems,
                                   "llm_s_per_sample": {m: round(float(np.mean([r["llm_s"][m] for r in rows])), 3)
                                                        for m in modes}}
-    report["run"] = run.finish(dataset=a.dataset, seedless="fixed sha256 subsets; greedy scoring")
+    report["run"] = run.finish(dataset=a.dataset, seed="none needed: fixed sha256 subsets of the samples, deterministic scoring")
     write_report(a.out, "crs_llm_scorer", report, markdown, echo=True)
     return report
 

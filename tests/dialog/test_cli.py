@@ -145,12 +145,13 @@ def test_fit_ranker_learns_from_real_fit_conversations_and_never_reads_dev(fake_
     monkeypatch.setenv("ILMREC_DATA_DIR", str(tmp_path / "data"))
     replayed = []
     real = fit_ranker.crs_groups
-    monkeypatch.setattr(fit_ranker, "crs_groups", lambda m, c, samples, p: (replayed.extend(samples), real(m, c, samples, p))[1])
+    monkeypatch.setattr(fit_ranker, "crs_groups", lambda m, c, samples, p, oof: (replayed.extend(samples), real(m, c, samples, p, oof))[1])
     out = tmp_path / "w.json"
     fit_ranker.main(["--n-test", "4", "--n-fit", "4", "--n-val", "2", "--rounds", "1", "--weights-out", str(out),
                      "--no-progress", "--crs-dev", "5"])
     assert {s.sample.dialog_id for s in replayed} == set(fit) | {"1"}          # fit parts only
     meta = RankerWeights.load(out).meta
     assert meta["real_conversations"]["fit_samples"] == 7 and meta["real_conversations"]["fit_groups"] >= 1
+    assert meta["real_conversations"]["conversation_counts"] == "out of fold (5 folds of fit dialogs)"
     assert meta["real_conversations"]["dev_samples_per_set"] == {"redial": 3, "opendialkg": 1}
     assert set(meta["dev_recall@10"]) == {"redial", "opendialkg"}

@@ -3,7 +3,7 @@ and that only the fit parts of the CRS data are read (tiny synthetic iEvaLM file
 import numpy as np
 import pytest
 
-from retrieval.comention import ConversationStats
+from retrieval.comention import ConversationStats, fold_of, out_of_fold
 from retrieval.crs_data import fit_conversation_stats
 from tests.dialog.test_crs import dialog_ids, item, row, write_jsonl
 
@@ -65,3 +65,22 @@ def test_only_fit_parts_are_counted(tmp_path, fixture_catalog):
     assert st.recommended[titanic] == 0 and st.recommended[casablanca] == 0 and st.recommended[scream] == 0
     assert st.meta["samples"] == 2
     assert fit_conversation_stats(fixture_catalog, pop, root=tmp_path / "missing").is_empty
+
+
+def test_out_of_fold_counts_leave_out_their_own_fold():
+    keys = [f"redial/{i}" for i in range(40)]
+    folds = 4
+    assert {fold_of(k, folds) for k in keys} == set(range(folds))          # every fold gets dialogs
+    assert [fold_of(k, folds) for k in keys] == [fold_of(k, folds) for k in keys]
+    # every dialog recommends 1 after 0; dialog i also recommends movie 2 + i alone
+    triples = [(k, [0], [1, 2 + i]) for i, k in enumerate(keys)]
+    stats = out_of_fold(42, triples, folds)
+    full = ConversationStats.count(42, triples)
+    for i, k in enumerate(keys):
+        f = fold_of(k, folds)
+        assert stats[f].co[0, 2 + i] == 0 and stats[f].recommended[2 + i] == 0      # its own pair is gone
+        assert all(stats[g].co[0, 2 + i] == 1 for g in range(folds) if g != f)      # the others keep it
+    in_fold = [sum(fold_of(k, folds) == f for k in keys) for f in range(folds)]
+    assert [s.co[0, 1] for s in stats] == [full.co[0, 1] - n for n in in_fold]
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        out_of_fold(42, triples, 1)
