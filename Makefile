@@ -41,6 +41,7 @@ help:
 	@echo "               cache reports/sim_cache_llm_<dataset>.json; about 40 minutes on 2 cores without it)"
 	@echo "make eval-crs   CRS benchmark on real conversations (ReDial, OpenDialKG dev parts): popularity, text, full (BEFORE=preds.jsonl adds an older commit)"
 	@echo "               -> reports/crs_<redial|opendialkg>.* (python -m dialog.eval.crs --help for --limit, --predictions)"
+	@echo "make check-crs-respond  every CRS dev seeker message through the page's path (respond) -> reports/respond_check.*"
 	@echo "make ilm        ILM stage 1 + stage 2 + evaluation for DATASET (ILM_CONFIG=default) -> reports/ilm_<dataset>.*"
 	@echo "make fit-ranker refit the dialog ranker's weights on simulated training users and the CRS fit parts"
 	@echo "make ilm-dialog train the dialog ranker's ILM (SmolLM2, conversational split), fit the ranker with it,"
@@ -151,10 +152,14 @@ eval-llm: build llm-weights llama-cpp
 		--cache reports/sim_cache_llm_$(DATASET).json
 	$(BIN)/python -m training.report_tables
 
-.PHONY: eval-crs bench-llm-scorer
+.PHONY: eval-crs check-crs-respond bench-llm-scorer
 # BEFORE=FILE also scores an older commit's dialog.batch predictions as system "before" (README)
 eval-crs: build
 	$(BIN)/python -m dialog.eval.crs --dataset $(DATASET) --artifacts $(ARTIFACTS) $(if $(BEFORE),--predictions before=$(BEFORE))
+
+# every seeker message of the CRS dev parts through DialogManager.respond (the page's path); exit 1 on any error
+check-crs-respond: build
+	$(BIN)/python -m dialog.eval.respond_check --dataset $(DATASET) --artifacts $(ARTIFACTS)
 
 fit-ranker: build
 	$(BIN)/python -m dialog.eval.fit_ranker --dataset $(DATASET) --artifacts $(ARTIFACTS)
