@@ -100,6 +100,19 @@ def summarise(per_sample: dict[str, np.ndarray], n_boot: int = 1000, seed: int =
     return out
 
 
+def paired_vs(per_sample: dict[str, dict[str, np.ndarray]], base: str = "full", metric: str = "recall@10",
+              n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """For every system but ``base``: the mean per-sample difference ``base - system`` of ``metric``
+    over the same samples and its bootstrap 95% interval (resampling samples, so both systems move
+    together). {} when ``base`` was not scored."""
+    if base not in per_sample:
+        return {}
+    ref = per_sample[base][metric]
+    return {name: {"metric": metric, "diff": round(float((ref - v[metric]).mean()), 4) if len(ref) else float("nan"),
+                   "ci95": bootstrap_ci(ref - v[metric], n_boot=n_boot, seed=seed)}
+            for name, v in per_sample.items() if name != base}
+
+
 # ---- systems: each returns {sample id: ranked item ids} and a count of failed samples ----
 def rank_popularity(res, samples: list[EvalSample], k: int = K, progress: bool = True):
     order = np.argsort(-np.asarray(res.popularity), kind="stable")
@@ -201,15 +214,17 @@ def markdown(report: dict) -> str:
              f"label, {report['n_eligible']} with a label left after the protocol; **{report['n_scored']} scored**"
              + (f" (`--limit {report['limit']}`)" if report.get("limit") else "") + ".", "",
              "recall@k: the fraction of a sample's labels in the top k, averaged over samples; "
-             "95% bootstrap interval over samples in brackets.", ""]
+             "95% bootstrap interval over samples in brackets; \"full - this\" is the mean per-sample "
+             "difference to full over the same samples, with its paired bootstrap interval.", ""]
     rows = []
     for sys_name, s in report["systems"].items():
-        ci = s["ci95"]["recall@10"]
+        ci, d = s["ci95"]["recall@10"], s.get("full_minus_this")
         rows.append([sys_name, s["n"], f"{s['recall@1']:.4f}", f"{s['recall@10']:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]",
+                     f"{d['diff']:+.4f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "-",
                      f"{s['recall@50']:.4f}", f"{s['ndcg@10']:.4f}", s["errors"], s["missing"],
                      f"{s['mean_list_len']:.1f}", "-" if s["s_per_sample"] is None else s["s_per_sample"]])
-    lines += md_table(["system", "samples", "recall@1", "recall@10 [95% CI]", "recall@50", "ndcg@10", "errors",
-                       "missing", "list length", "s / sample"], rows)
+    lines += md_table(["system", "samples", "recall@1", "recall@10 [95% CI]", "full - this, recall@10 (paired)",
+                       "recall@50", "ndcg@10", "errors", "missing", "list length", "s / sample"], rows)
     lines += ["", "## Mapping (the whole dev part)", "",
               f"{m['labels_mapped']} of {m['labels']} labels mapped; {m['labels_named_in_context']} mapped labels "
               f"were already named in the context; {m['samples_all_labels_in_context']} samples had no label left.", ""]
@@ -362,8 +377,12 @@ def main(argv=None) -> dict:
                   "n_mapped": stats["samples_with_a_mapped_label"], "n_eligible": len(samples),
                   "n_scored": len(chosen), "limit": a.limit, "k": K, "systems": {}, "mapping": stats,
                   "input_errors": broken.get(ds, 0)}
+        per_sample = {name: score(lists, chosen) for name, (lists, _, _) in systems.items()}
+        paired = paired_vs(per_sample, "full", "recall@10", a.n_boot, a.seed)
         for name, (lists, n_err, wall) in systems.items():
-            s = summarise(score(lists, chosen), a.n_boot, a.seed)
+            s = summarise(per_sample[name], a.n_boot, a.seed)
+            if name in paired:
+                s["full_minus_this"] = paired[name]
             s.update({"errors": n_err, "missing": sum(x.id not in lists for x in chosen),
                       "mean_list_len": round(float(np.mean([len(lists.get(x.id, [])) for x in chosen])), 2)
                       if chosen else 0.0,

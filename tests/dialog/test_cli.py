@@ -132,7 +132,10 @@ def test_runnable_stream_passes_a_withdrawn_draft_on(resources):
     assert "Casablanca" not in parts[-1]["reply"]
 
 
-def test_fit_ranker_learns_from_real_fit_conversations_and_never_reads_dev(fake_load, resources, tmp_path, monkeypatch):
+@pytest.mark.parametrize("folds, counts", [([], "as built (each fit sample's own labels included)"),
+                                           (["--crs-folds", "5"], "out of fold (5 folds of fit dialogs)")])
+def test_fit_ranker_learns_from_real_fit_conversations_and_never_reads_dev(fake_load, resources, tmp_path, monkeypatch,
+                                                                          folds, counts):
     from tests.dialog.test_crs import dialog_ids, row, write_jsonl
     crs = tmp_path / "data" / "crs"
     fit, dev = dialog_ids("fit", 6), dialog_ids("dev", 3)
@@ -148,10 +151,10 @@ def test_fit_ranker_learns_from_real_fit_conversations_and_never_reads_dev(fake_
     monkeypatch.setattr(fit_ranker, "crs_groups", lambda m, c, samples, p, oof: (replayed.extend(samples), real(m, c, samples, p, oof))[1])
     out = tmp_path / "w.json"
     fit_ranker.main(["--n-test", "4", "--n-fit", "4", "--n-val", "2", "--rounds", "1", "--weights-out", str(out),
-                     "--no-progress", "--crs-dev", "5"])
+                     "--no-progress", "--crs-dev", "5", *folds])
     assert {s.sample.dialog_id for s in replayed} == set(fit) | {"1"}          # fit parts only
     meta = RankerWeights.load(out).meta
     assert meta["real_conversations"]["fit_samples"] == 7 and meta["real_conversations"]["fit_groups"] >= 1
-    assert meta["real_conversations"]["conversation_counts"] == "out of fold (5 folds of fit dialogs)"
+    assert meta["real_conversations"]["conversation_counts"] == counts
     assert meta["real_conversations"]["dev_samples_per_set"] == {"redial": 3, "opendialkg": 1}
     assert set(meta["dev_recall@10"]) == {"redial", "opendialkg"}

@@ -205,6 +205,16 @@ def test_metrics_on_hand_computed_cases():
     assert s["recall@10"] == 0.5 and s["n"] == 40 and s["ci95"]["recall@10"][0] < 0.5 < s["ci95"]["recall@10"][1]
 
 
+def test_paired_difference_moves_both_systems_together():
+    a = np.array([1.0, 0.0] * 50)
+    per = {"full": {"recall@10": a}, "same": {"recall@10": a.copy()}, "worse": {"recall@10": a * 0.5}}
+    d = crs.paired_vs(per)
+    assert set(d) == {"same", "worse"}
+    assert d["same"]["diff"] == 0 and d["same"]["ci95"] == [0, 0]          # identical lists: no spread at all
+    assert d["worse"]["diff"] == 0.25 and 0 < d["worse"]["ci95"][0] < 0.25 < d["worse"]["ci95"][1]
+    assert crs.paired_vs({"text": {"recall@10": a}}) == {}                  # no full, nothing to pair with
+
+
 # ---- the command ----
 @pytest.fixture
 def crs_root(tmp_path):
@@ -273,6 +283,8 @@ def test_exported_batch_input_scored_as_predictions_matches_full(fake_load, crs_
     assert s["before"]["n"] == 5 and s["before"]["missing"] == 0
     for m in crs.METRICS:
         assert s["before"][m] == s["full"][m]
+    assert s["before"]["full_minus_this"] == {"metric": "recall@10", "diff": 0.0, "ci95": [0.0, 0.0]}
+    assert "full_minus_this" not in s["full"]
     assert f"{preds}:6:" in capsys.readouterr().err
 
 
