@@ -7,6 +7,10 @@
   short    the default with half its stage-2 budget per run and fewer evaluation users (a
            second data set on a CPU when time is short)
   full     GPU: bigger Q-Former, more queries, many more stage-2 steps
+  gpu      GPU, the small LLM: the ``cpu`` config's stage 1 and LLM (SmolLM2-135M, bf16 on a GPU),
+           stage 2 with batch 64 for the time ``training.ilm_gpu`` gives each run, the ``cpu``
+           evaluation (so the two runs differ in stage 2 alone); the default LLM's 1.1 GB of
+           weights cannot travel to the GPU machine this project is lent (64 MiB a call)
   stage1   the stage-1 study (``python -m training.ilm_stage1``): a frozen MiniLM text side,
            trained to a flat validation curve, every ablation and CF input compared
   cpu      stage 1 as in ``stage1`` and stage 2 with the small LLM (SmolLM2-135M, fp32) within a

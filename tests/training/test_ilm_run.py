@@ -3,6 +3,7 @@ pointed at ``tests.tiny_models``' model saved to a directory), config loading, a
 learns item <-> text matching on data where it is learnable."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from training.ilm_config import load_config
 
 
 def test_configs_load_and_reject_unknown_keys(tmp_path):
-    for name in ("smoke", "default", "short", "full", "dialog", "stage1", "cpu"):
+    for name in ("smoke", "default", "short", "full", "dialog", "stage1", "cpu", "gpu"):
         cfg = load_config(name)
         assert cfg.name == name and cfg.stage2.llm
     assert load_config("default").stage2.llm == "qwen2.5-coder-1.5b"
@@ -131,3 +132,26 @@ def test_gpu_script_smoke_path_on_cpu(tmp_path, tiny_llm_dir):
     assert full.stage2.time_budget_s == 75.0
     with pytest.raises(ValueError, match="reserve"):
         budgeted(full, 100, 240)
+
+
+def test_gpu_config_is_the_cpu_run_with_more_stage2():
+    """The ``gpu`` config differs from ``cpu`` in stage 2's batch, steps and logging and in the
+    evaluation's batch size alone, so a GPU run's numbers compare with the CPU run's."""
+    cpu, gpu = load_config("cpu").to_dict(), load_config("gpu").to_dict()
+    assert gpu["stage1"] == cpu["stage1"] and gpu["qformer"] == cpu["qformer"]
+    assert gpu["stage2"]["llm"] == cpu["stage2"]["llm"] == "smollm2-135m"
+    assert gpu["stage2"]["batch_size"] > cpu["stage2"]["batch_size"]
+    assert {k: v for k, v in gpu["eval"].items() if k != "batch_size"} == \
+        {k: v for k, v in cpu["eval"].items() if k != "batch_size"}
+
+
+def test_gpu_remote_script_usage_and_missing_caches(tmp_path):
+    """training/ilm_gpu_remote.sh: no verb prints its usage (exit 2); bundling without the caches
+    says what to run first instead of shipping a payload that would train SASRec on the GPU's time."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "training" / "ilm_gpu_remote.sh"
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert r.returncode == 2 and "bundle" in r.stdout
+    r = subprocess.run(["bash", str(script), "bundle", str(tmp_path / "b")], capture_output=True, text=True)
+    assert r.returncode == 1 and "no caches" in r.stderr
