@@ -7,7 +7,8 @@ a popularity prior, how well the item matches the constraints (genres asked for,
 audience), and what people recommend in real conversations (``retrieval.comention``): how often
 the movie was recommended at all, after the liked movies / the other movies named, and named in
 the same conversations as them; whether a director or actor asked for is credited on it
-(``retrieval.people``); a recency prior (release year). The score
+(``retrieval.people``); a recency prior (release year); the score of the UniSRec-style text item
+model (``retrieval.unisrec``) for the session, 0 when the artefacts do not hold one. The score
 is ``features @ weights``.
 
 The weights are fitted, not hand-set (``fit_weights``): a conditional logit (softmax over one
@@ -24,7 +25,7 @@ import numpy as np
 
 FEATURES = ("cf", "text", "liked_text", "liked_cf", "rejected_text", "ilm", "popularity",
             "genre_match", "mood_match", "audience_match", "in_text_top", "in_cf_top", "from_liked",
-            "talked_about", "after_liked", "after_mentioned", "together", "people_match", "recency")
+            "talked_about", "after_liked", "after_mentioned", "together", "people_match", "recency", "unisrec")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "ranker_weights"
 
 

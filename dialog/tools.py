@@ -191,7 +191,7 @@ class Toolbox:
         self.text_lower = [f"{t} {' '.join(tags)} {d}".lower()
                           for t, tags, d in zip(items["title"], items["tags"], items["description"])]
         self._encode_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cf_cache: tuple[tuple, np.ndarray] | None = None
+        self._score_cache: dict[str, tuple[tuple, np.ndarray]] = {}   # model -> (history, scores)
 
     # ---- helpers ----
     def use_conversations(self, stats) -> None:
@@ -216,14 +216,23 @@ class Toolbox:
 
     def cf_scores(self, history: list[int]) -> np.ndarray:
         """(N,) standardised CF scores for the session history; zeros without one."""
-        if not history:
+        return self._standardised("cf", self.res.cf, history)
+
+    def unisrec_scores(self, history: list[int]) -> np.ndarray:
+        """(N,) standardised scores of the UniSRec-style text item model for the session history;
+        zeros without a history or without that model in the artefacts."""
+        return self._standardised("unisrec", self.res.unisrec, history)
+
+    def _standardised(self, name: str, model, history: list[int]) -> np.ndarray:
+        if not history or model is None:
             return np.zeros(self.n_items, np.float32)
         key = tuple(history)
-        if self._cf_cache is not None and self._cf_cache[0] == key:
-            return self._cf_cache[1]
-        s = np.asarray(self.res.cf.score(np.zeros(1, np.int64), [np.asarray(history, np.int64)])[0], np.float64)
+        hit = self._score_cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        s = np.asarray(model.score(np.zeros(1, np.int64), [np.asarray(history, np.int64)])[0], np.float64)
         out = ((s - s.mean()) / max(s.std(), 1e-9)).astype(np.float32)
-        self._cf_cache = (key, out)
+        self._score_cache[name] = (key, out)
         return out
 
     # ---- tools ----
@@ -326,6 +335,7 @@ class Toolbox:
             return ids, feats
         col = {f: j for j, f in enumerate(FEATURES)}
         feats[:, col["cf"]] = self.cf_scores(args.history)[ids] if args.history else 0.0
+        feats[:, col["unisrec"]] = self.unisrec_scores(args.history)[ids] if args.history else 0.0
         if args.query_text.strip():
             feats[:, col["text"]] = self.text_embeds[ids] @ self.encode(args.query_text)
         liked = list(dict.fromkeys(args.liked))[-10:]

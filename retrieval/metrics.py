@@ -65,3 +65,19 @@ def evaluate(model, split, phase: str = "valid", ks=KS, batch_size: int = 256,
     if return_ranks:
         out["ranks"] = ranks
     return out
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """Percentile 95% interval of the mean, resampling users (or samples)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+
+
+def ndcg_at(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-user NDCG@k of one relevant item at 0-based ``ranks``."""
+    ranks = np.asarray(ranks)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)

@@ -17,6 +17,8 @@ Layout of ``<out>/<dataset>/``:
   conversations.npz      what people recommend in real conversations, counted on the CRS data's fit
                          parts (retrieval/comention.py); empty counts when <data-dir>/crs is missing
   people.json            directors and cast (retrieval/people.py), from the ml-100k description files
+  unisrec.pt             optional (``add_unisrec``, ``training.build --unisrec``): the UniSRec-style
+                         model over the item texts (retrieval/unisrec.py) on the same training part
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import Split, last_positive_holdout
 from retrieval.text_encoder import TextEncoder, item_text_embeddings
 from retrieval.titles import TitleIndex
+from retrieval.unisrec import UniSRec, UniSRecConfig
 
 MANIFEST_VERSION = 1
 CONFIGS = {
@@ -48,6 +51,9 @@ CONFIGS = {
     "default": SASRecConfig(batch_size=32, epochs=12),
     "smoke": SASRecConfig(epochs=2, max_len=20, dim=16, progress=False),
 }
+# The optional UniSRec takes the product SASRec's training settings (not tuned on its own).
+UNISREC_CONFIGS = {"default": UniSRecConfig(batch_size=32, epochs=12),
+                   "smoke": UniSRecConfig(epochs=2, max_len=20, dim=16, progress=False)}
 
 
 class ArtifactError(RuntimeError):
@@ -68,6 +74,7 @@ class Resources:
     manifest: dict = field(default_factory=dict)
     conversations: ConversationStats | None = None
     people: PeopleIndex | None = None
+    unisrec: UniSRec | None = None      # optional: the ranker's "unisrec" feature is 0 without it
     _encoder: TextEncoder | None = None
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -186,6 +193,24 @@ def add_missing_parts(res: Resources, out_dir, data_dir=None, log=print) -> Reso
     return res
 
 
+def add_unisrec(res: Resources, out_dir, config: str | None = None, log=print) -> Resources:
+    """Train the UniSRec-style model on the artefacts' training part (the same as SASRec's) over
+    their item text embeddings, save it as ``unisrec.pt`` and add it to the manifest."""
+    config = config or res.manifest.get("config", "default")
+    if config not in UNISREC_CONFIGS:
+        raise ValueError(f"unknown resources config {config!r}; known: {', '.join(UNISREC_CONFIGS)}")
+    out = Path(out_dir) / res.dataset
+    log("[build] UniSRec (item texts through a mixture-of-experts adapter) on the same train part ...")
+    model = UniSRec(UNISREC_CONFIGS[config], res.text_embeds)
+    info = model.fit(res.split.train, res.split.n_items)
+    log(f"[build] UniSRec trained in {info['train_s']:.0f}s, final loss {info['loss_curve'][-1]:.3f}")
+    model.save(out / "unisrec.pt")
+    res.unisrec = model
+    res.manifest["added"] = {**res.manifest.get("added", {}), "unisrec": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _write_manifest(out, res.manifest)
+    return res
+
+
 def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
     """Load what ``build_resources`` saved, after checking every file against the manifest."""
     out = Path(out_dir) / dataset
@@ -229,6 +254,15 @@ def load_resources(dataset: str, out_dir, data_dir=None) -> Resources:
             people = PeopleIndex.load(out / "people.json")
         except (ValueError, KeyError, TypeError) as e:
             raise ArtifactError(f"{out / 'people.json'}: {e}; " + _rebuild_hint(dataset, Path(out_dir))) from None
+    unisrec = None
+    if "unisrec.pt" in files:
+        try:
+            unisrec = UniSRec.load(out / "unisrec.pt")
+        except ValueError as e:
+            raise ArtifactError(f"{e}; " + _rebuild_hint(dataset, Path(out_dir)) + " --unisrec") from None
+        if unisrec.n_items != len(catalog):
+            raise ArtifactError(f"{out / 'unisrec.pt'} scores {unisrec.n_items} movies but the catalogue has "
+                                f"{len(catalog)}; " + _rebuild_hint(dataset, Path(out_dir)) + " --unisrec")
     return Resources(dataset, catalog, titles, split, split.popularity(), text_embeds,
                      ItemIndex.load(out / "text.faiss", catalog.items), cf,
-                     ItemIndex.load(out / "cf.faiss", catalog.items), manifest, conversations, people)
+                     ItemIndex.load(out / "cf.faiss", catalog.items), manifest, conversations, people, unisrec)

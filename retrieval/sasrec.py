@@ -103,7 +103,7 @@ class SASRecNet(nn.Module):
         first = T - valid.sum(1, keepdim=True)                               # (B, 1) first real step
         steps = torch.arange(T, device=ids.device)
         pos = (steps[None, :] - first).clamp(min=0)                          # (B, T)
-        x = self.item_emb(ids) * math.sqrt(self.item_emb.embedding_dim) + self.pos_emb(pos)
+        x = self.embed_items(ids) + self.pos_emb(pos)
         x = self.drop(x * valid[..., None])
         causal = steps[None, :] <= steps[:, None]                            # (T, T) key <= query
         attn_mask = causal[None] & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=ids.device))
@@ -111,6 +111,10 @@ class SASRecNet(nn.Module):
         for block in self.blocks:
             x = block(x, attn_mask)
         return self.ln_out(x)
+
+    def embed_items(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) input item embeddings of ``ids`` (scaled by sqrt(D) as in the paper)."""
+        return self.item_emb(ids) * math.sqrt(self.item_emb.embedding_dim)
 
     def item_weights(self) -> torch.Tensor:
         """(n_items, D) output item embeddings (tied with the input ones, padding row excluded)."""
@@ -121,6 +125,7 @@ class SASRec:
     """Sequential recommender: next-item scores from the last hidden state of a causal transformer."""
 
     name = "sasrec"
+    config_cls = SASRecConfig
     user_repr = ("final hidden state at the last step of the history passed to user_embeddings "
                  "(train + valid items when exported for the test phase)")
 
@@ -192,11 +197,11 @@ class SASRec:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         self.n_items = n_items
-        self.net = SASRecNet(n_items, cfg).to(self.device)
+        self.net = self._new_net(n_items).to(self.device)
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         lengths = np.array([len(r) for r in rows])
         curve = []
-        bar = tqdm(range(cfg.epochs), desc="sasrec", disable=not cfg.progress)
+        bar = tqdm(range(cfg.epochs), desc=self.name, disable=not cfg.progress)
         for epoch in bar:
             self.net.train()
             total, n_tokens = 0.0, 0
@@ -221,6 +226,13 @@ class SASRec:
         self.net.eval()
         return curve
 
+    def _new_net(self, n_items: int) -> SASRecNet:
+        """The untrained network for ``n_items`` items (subclasses change how items are embedded)."""
+        return SASRecNet(n_items, self.config)
+
+    def _restore(self, ckpt: dict) -> None:
+        """What a subclass needs from a checkpoint before its network is built (nothing here)."""
+
     def save(self, path) -> None:
         """Write weights, config and ``n_items`` to one file that ``SASRec.load`` reads back."""
         self._check_fitted()
@@ -240,12 +252,13 @@ class SASRec:
         if missing:
             raise ValueError(f"{path} is not a SASRec checkpoint: missing {', '.join(missing)} "
                              f"(SASRec.save writes {', '.join(CHECKPOINT_KEYS)})")
-        unknown = set(ckpt["config"]) - {f.name for f in fields(SASRecConfig)}
+        unknown = set(ckpt["config"]) - {f.name for f in fields(cls.config_cls)}
         if unknown:
-            raise ValueError(f"{path}: unknown SASRec config fields {sorted(unknown)}")
-        model = cls(replace(SASRecConfig(**ckpt["config"]), device=device))
+            raise ValueError(f"{path}: unknown {cls.__name__} config fields {sorted(unknown)}")
+        model = cls(replace(cls.config_cls(**ckpt["config"]), device=device))
         model.n_items = int(ckpt["n_items"])
-        model.net = SASRecNet(model.n_items, model.config)
+        model._restore(ckpt)
+        model.net = model._new_net(model.n_items)
         try:
             model.net.load_state_dict(ckpt["state_dict"])
         except RuntimeError as e:

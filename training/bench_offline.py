@@ -1,10 +1,13 @@
 """Offline next-item benchmark (DESIGN.md): leave-one-out by time, full ranking over the catalogue
 minus the user's seen items, HR/NDCG@{5,10,20}, ties against the model, choices on validation.
 
-Models: pop, bpr, sasrec, text (history text vs item text), hybrid (best CF + text). The CF
-models use their config defaults, which were chosen on validation (reports/tuning_cf.md); the text
-recency decay and the hybrid mixing weight are chosen here on validation. Test is computed once,
-for the chosen setting. Also times faiss exact search over the catalogue's text embeddings and an
+Models: pop, bpr, sasrec, text (history text vs item text), hybrid (best CF + text), unisrec
+(SASRec over MiniLM item texts through a mixture-of-experts adapter, retrieval/unisrec.py) and
+unisrec_id (the same plus an id embedding per item). The CF models use their config defaults, which
+were chosen on validation (reports/tuning_cf.md; UniSRec takes SASRec's); the text recency decay and
+the hybrid mixing weight are chosen here on validation. Test is computed once, for the chosen
+setting, over all test users and over the segment whose test item has fewer than 5 training
+interactions (``test_rare``), where id embeddings have the least to learn from. Also times faiss exact search over the catalogue's text embeddings and an
 approximate index on synthetic vectors.
 
 Writes ``reports/offline_<dataset>.json`` and ``.md`` and a loss-curve plot; with ``--artifacts``
@@ -31,12 +34,13 @@ from retrieval.data import load_dataset
 from retrieval.embeddings import save_embeddings
 from retrieval.eval.ann import bench_ann, bench_exact
 from retrieval.eval.report import Run, run_line, write_report
-from retrieval.metrics import evaluate
+from retrieval.metrics import bootstrap_ci, evaluate, ndcg_at, rank_metrics
 from retrieval.pop import Popularity
 from retrieval.sasrec import SASRec, SASRecConfig
 from retrieval.splits import leave_one_out
 from retrieval.text_encoder import item_text_embeddings
 from retrieval.text_rec import HybridConfig, HybridRecommender, TextRecConfig, TextRecommender
+from retrieval.unisrec import UniSRec, UniSRecConfig
 from training import config
 
 PROTOCOL = ("leave-one-out by timestamp (last item test, second-last validation); full ranking over "
@@ -49,6 +53,8 @@ class BenchConfig:
     seed: int = 0
     bpr: BPRConfig = field(default_factory=BPRConfig)
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    unisrec: UniSRecConfig = field(default_factory=UniSRecConfig)
+    rare_below: int = 5        # the test_rare segment: test items with fewer training interactions
     text_decays: tuple = (0.5, 0.8, 0.9, 0.97, 1.0)
     hybrid_alphas: tuple = tuple(round(a, 1) for a in np.arange(0.0, 1.01, 0.1))
     ann_n: int = 1_000_000     # synthetic vectors for the approximate-index timing (0 = skip)
@@ -60,7 +66,8 @@ def load_config(name: str, seed: int | None = None) -> BenchConfig:
     the seed of the run and of every model."""
     cfg = config.load_config("offline", name, BenchConfig())
     if seed is not None:
-        cfg = replace(cfg, seed=seed, bpr=replace(cfg.bpr, seed=seed), sasrec=replace(cfg.sasrec, seed=seed))
+        cfg = replace(cfg, seed=seed, bpr=replace(cfg.bpr, seed=seed), sasrec=replace(cfg.sasrec, seed=seed),
+                      unisrec=replace(cfg.unisrec, seed=seed))
     return cfg
 
 
@@ -91,10 +98,18 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
     log(f"{dataset}: {split.n_users} users, {split.n_items} items, "
         f"{sum(len(t) for t in split.train)} train interactions")
     models, curves, report_models, choices = {}, {}, {}, {}
+    counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.train]), minlength=split.n_items)
+    test_users = np.flatnonzero(split.test >= 0)            # the users evaluate() ranks, in its order
+    rare = counts[split.test[test_users]] < cfg.rare_below
+    test_ranks = {}
 
     def record(name, model, fit_info, extra=None):
-        v, t = evaluate(model, split, "valid", progress=True), evaluate(model, split, "test", progress=True)
-        report_models[name] = {"valid": _round(v), "test": _round(t), "train_s": round(fit_info["train_s"], 2)}
+        v = evaluate(model, split, "valid", progress=True)
+        t = evaluate(model, split, "test", progress=True, return_ranks=True)
+        test_ranks[name] = t.pop("ranks")
+        t_rare = rank_metrics(test_ranks[name][rare]) | {"n_users": int(rare.sum())}
+        report_models[name] = {"valid": _round(v), "test": _round(t), "test_rare": _round(t_rare),
+                               "train_s": round(fit_info["train_s"], 2)}
         if extra:
             report_models[name].update(extra)
         models[name] = model
@@ -121,6 +136,17 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
     choices["hybrid"] = {"cf": best_cf, "alpha": alpha, "grid": grid}
     record("hybrid", hybrid, {"train_s": 0.0}, {"config": {"cf": best_cf, "alpha": alpha}})
 
+    for name, with_ids in (("unisrec", False), ("unisrec_id", True)):
+        model = UniSRec(replace(cfg.unisrec, with_ids=with_ids), text_embeds)
+        record(name, model, model.fit(split.train, split.n_items))
+
+    base = ndcg_at(test_ranks["sasrec"])
+    for name, ranks in test_ranks.items():       # paired over the same test users
+        if name != "sasrec":
+            diff = ndcg_at(ranks) - base
+            report_models[name]["test_minus_sasrec"] = {"metric": "ndcg@10", "diff": round(float(diff.mean()), 4),
+                                                       "ci95": bootstrap_ci(diff, seed=cfg.seed)}
+
     speed = {"faiss_exact_text": bench_exact(text_embeds, n_queries=min(1000, len(text_embeds)))}
     if cfg.ann_n:
         speed["ann_synthetic"] = bench_ann(n=cfg.ann_n, d=cfg.ann_dim, seed=cfg.seed)
@@ -128,7 +154,7 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
 
     if artifacts:
         emb_dir = Path(artifacts) / dataset / "embeddings"
-        for name in ("pop", "bpr", "sasrec", "text"):
+        for name in ("pop", "bpr", "sasrec", "text", "unisrec", "unisrec_id"):
             m = models[name]
             histories = [split.history(u, "test") for u in range(split.n_users)]
             config = m.config_dict() if hasattr(m, "config_dict") else asdict(m.config) if hasattr(m, "config") else {}
@@ -141,7 +167,8 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
         "dataset": dataset, "protocol": PROTOCOL, "split": split.name, "seed": cfg.seed,
         "n_users": split.n_users, "n_items": split.n_items,
         "description_coverage": round(catalog.description_coverage(), 4),
-        "config": {"bpr": asdict(cfg.bpr), "sasrec": asdict(cfg.sasrec)},
+        "config": {"bpr": asdict(cfg.bpr), "sasrec": asdict(cfg.sasrec), "unisrec": asdict(cfg.unisrec),
+                   "rare_below": cfg.rare_below},
         "selection": choices, "models": report_models, "speed": speed, "loss_curves": curves,
         "run": meta.finish(),
     }
@@ -158,12 +185,22 @@ def markdown(report: dict) -> str:
              f"- protocol: {report['protocol']}",
              f"- users: {report['n_users']}, items: {report['n_items']}, seed: {report['seed']}",
              f"- {run_line(report['run'])}", "",
-             "Test split (chosen on validation; valid NDCG@10 in the last column):", "",
-             "| model | " + " | ".join(METRICS) + " | train s | valid ndcg@10 |",
-             "|---" * (len(METRICS) + 3) + "|"]
+             "Test split (chosen on validation; valid NDCG@10 in the last column; the rare columns are the "
+             f"test users whose test item has fewer than {report['config'].get('rare_below', 5)} training "
+             "interactions):", "",
+             "| model | " + " | ".join(METRICS) + " | minus sasrec, ndcg@10 (paired) | rare ndcg@10 | rare hr@10 "
+             "| train s | valid ndcg@10 |",
+             "|---" * (len(METRICS) + 6) + "|"]
     for name, m in report["models"].items():
+        r = m.get("test_rare")
+        rare = f"{r['ndcg@10']:.4f} | {r['hr@10']:.4f}" if r else "- | -"
+        d = m.get("test_minus_sasrec")
+        paired = f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
         lines.append(f"| {name} | " + " | ".join(f"{m['test'][k]:.4f}" for k in METRICS)
-                     + f" | {m['train_s']} | {m['valid']['ndcg@10']:.4f} |")
+                     + f" | {paired} | {rare} | {m['train_s']} | {m['valid']['ndcg@10']:.4f} |")
+    n_rare = next((m["test_rare"]["n_users"] for m in report["models"].values() if "test_rare" in m), None)
+    if n_rare is not None:
+        lines += ["", f"Rare segment: {n_rare} of {report['n_users']} test users."]
     sel = report["selection"]
     lines += ["", f"Choices on validation: text decay {sel['text']['decay']}; hybrid = "
                   f"{sel['hybrid']['cf']} + text with alpha {sel['hybrid']['alpha']}.", ""]

@@ -32,9 +32,20 @@ def offline_table(reports: Path) -> str:
         hw, wall = _run_of(r)
         lines += [f"**{r['dataset']}** ({r['n_users']} users, {r['n_items']} items; seed {r['seed']}; "
                   f"{hw}; wall time {wall} s), test split, models chosen on validation:", ""]
-        lines += md_table(["model", *METRICS, "train s"],
-                          [[name, *(f"{m['test'][k]:.4f}" for k in METRICS), m["train_s"]]
+        rare_n = next((m["test_rare"]["n_users"] for m in r["models"].values() if "test_rare" in m), None)
+
+        def paired(m):
+            d = m.get("test_minus_sasrec")
+            return f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+
+        lines += md_table(["model", *METRICS, "ndcg@10 minus sasrec (paired 95% CI)",
+                           f"ndcg@10, test item < {r['config'].get('rare_below', 5)} ratings", "train s"],
+                          [[name, *(f"{m['test'][k]:.4f}" for k in METRICS), paired(m),
+                            f"{m['test_rare']['ndcg@10']:.4f}" if "test_rare" in m else "-", m["train_s"]]
                            for name, m in r["models"].items()])
+        if rare_n is not None:
+            lines += ["", f"{rare_n} of {r['n_users']} test users have a test item with fewer than "
+                          f"{r['config'].get('rare_below', 5)} training ratings."]
         lines.append("")
     return "\n".join(lines) if lines else "_no offline report yet: run `make bench`_\n"
 

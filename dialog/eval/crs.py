@@ -66,7 +66,8 @@ from retrieval.crs_data import (
 )
 from retrieval.eval.report import Run, md_table, run_line, write_report
 
-SYSTEMS = ("popularity", "text", "full")
+SYSTEMS = ("popularity", "text", "sasrec", "unisrec", "full")
+DEFAULT_SYSTEMS = ("popularity", "text", "full")   # sasrec / unisrec: the sequential models alone
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10")
 K = 50                       # list length every system returns (recall@50)
 TEXT_CHARS = 1000            # MiniLM reads 256 word pieces: keep the latest turns that fit
@@ -144,6 +145,17 @@ def rank_text(res, samples: list[EvalSample], k: int = K, progress: bool = True,
             out[s.id] = [int(i) for i, _ in res.text_index.search(vec, k, exclude_ids=set(s.context_items))]
         bar.update(len(chunk))
     bar.close()
+    return out, 0
+
+
+def rank_sequential(model, samples: list[EvalSample], k: int = K, progress: bool = True, name: str = "cf"):
+    """A sequential model alone: the context's mapped movies, in order, as the history."""
+    out = {}
+    for s in tqdm(samples, desc=name, disable=not progress, file=sys.stderr):
+        skip = set(s.context_items)
+        scores = np.asarray(model.score(np.zeros(1, np.int64), [np.asarray(s.context_items, np.int64)])[0])
+        order = np.argsort(-scores, kind="stable")[:k + len(skip)]
+        out[s.id] = [int(i) for i in order if int(i) not in skip][:k]
     return out, 0
 
 
@@ -237,16 +249,16 @@ def markdown(report: dict) -> str:
 # ---- command ----
 
 
-def _parse_predictions(p, specs: list[str]) -> dict[str, Path]:
+def _parse_named_files(p, specs: list[str], flag: str, taken=()) -> dict[str, Path]:
     out = {}
     for spec in specs:
         name, sep, file = spec.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not file:
-            p.error(f"--predictions wants NAME=FILE (NAME of letters, digits, _ . -), got {spec!r}")
-        if name in SYSTEMS or name in out:
-            p.error(f"--predictions name {name!r} is taken; choose another")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or not file:
+            p.error(f"{flag} wants NAME=FILE (NAME of letters, digits, _ . + -), got {spec!r}")
+        if name in SYSTEMS or name in out or name in taken:
+            p.error(f"{flag} name {name!r} is taken; choose another")
         if not Path(file).is_file():
-            p.error(f"no such predictions file: {file}")
+            p.error(f"{flag}: no such file: {file}")
         out[name] = Path(file)
     return out
 
@@ -269,8 +281,9 @@ def main(argv=None) -> dict:
     p.add_argument("--crs-dir", type=Path, default=None,
                    help="the folder holding redial/ and opendialkg/ (default <data-dir>/crs)")
     add_data_args(p, reports=True)
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help=f"comma-separated, from {','.join(SYSTEMS)}; '' for only --predictions (default all)")
+    p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                   help=f"comma-separated, from {','.join(SYSTEMS)}; '' for only --predictions (default "
+                        f"{','.join(DEFAULT_SYSTEMS)}; unisrec needs artefacts built with --unisrec)")
     p.add_argument("--predictions", action="append", default=[], metavar="NAME=FILE",
                    help="also score an outside predictions JSONL (dialog.batch output, run with --k 50) as "
                         "system NAME; repeatable")
@@ -282,6 +295,9 @@ def main(argv=None) -> dict:
     p.add_argument("--mapping-only", action="store_true",
                    help="print the mapping statistics of the fit and dev parts as JSON, then stop (no artefacts)")
     p.add_argument("--weights", default=None, help="ranker weights JSON for full (default: the shipped ones)")
+    p.add_argument("--full-weights", action="append", default=[], metavar="NAME=FILE",
+                   help="also score full with these ranker weights as system NAME (e.g. full+unisrec=w.json), "
+                        "in the same run and paired with full; repeatable")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -295,8 +311,9 @@ def main(argv=None) -> dict:
     bad = [s for s in names if s not in SYSTEMS]
     if bad:
         p.error(f"unknown systems {bad}; choose from {','.join(SYSTEMS)}")
-    outside = _parse_predictions(p, a.predictions)
-    if not names and not outside and not (a.export_batch or a.mapping_only):
+    outside = _parse_named_files(p, a.predictions, "--predictions")
+    variants = _parse_named_files(p, a.full_weights, "--full-weights", taken=outside)
+    if not names and not outside and not variants and not (a.export_batch or a.mapping_only):
         p.error("nothing to score: give --systems and/or --predictions")
     if a.limit is not None and a.limit < 1:
         p.error("--limit must be at least 1")
@@ -320,7 +337,7 @@ def main(argv=None) -> dict:
     from retrieval.resources import ArtifactError, load_resources
     res = None
     try:
-        if a.mapping_only or a.export_batch or not names:
+        if a.mapping_only or a.export_batch or not (names or variants):
             catalog, popularity = _catalogue(a)
         else:
             res = load_resources(a.dataset, a.artifacts, a.data_dir)
@@ -351,10 +368,12 @@ def main(argv=None) -> dict:
               file=sys.stderr)
         return {"exported": n, "path": str(a.export_batch)}
 
-    manager = None
-    if "full" in names:
-        from dialog.manager import build_manager
-        manager = build_manager(res, weights=a.weights, llm_understanding=False)
+    if "unisrec" in names and res.unisrec is None:
+        p.exit(2, f"{p.prog}: error: the artefacts hold no UniSRec model: python -m training.build --dataset "
+                  f"{a.dataset} --artifacts {a.artifacts} --unisrec\n")
+    from dialog.manager import build_manager
+    manager = build_manager(res, weights=a.weights, llm_understanding=False) if "full" in names else None
+    managers = {name: build_manager(res, weights=str(path), llm_understanding=False) for name, path in variants.items()}
     outside_lists = {name: read_predictions(path, catalog, name) for name, path in outside.items()}
 
     man = (res.manifest if res is not None else None) or {}
@@ -368,8 +387,14 @@ def main(argv=None) -> dict:
                 lists, n_err = rank_popularity(res, chosen, K, progress)
             elif name == "text":
                 lists, n_err = rank_text(res, chosen, K, progress)
+            elif name in ("sasrec", "unisrec"):
+                lists, n_err = rank_sequential(res.cf if name == "sasrec" else res.unisrec, chosen, K, progress, name)
             else:
                 lists, n_err = rank_full(manager, chosen, K, progress)
+            systems[name] = (lists, n_err, time.perf_counter() - t0)
+        for name, m in managers.items():
+            t0 = time.perf_counter()
+            lists, n_err = rank_full(m, chosen, K, progress)
             systems[name] = (lists, n_err, time.perf_counter() - t0)
         for name, (lists, errored, _) in outside_lists.items():
             systems[name] = (lists, sum(x.id in errored for x in chosen), None)
@@ -400,7 +425,10 @@ def main(argv=None) -> dict:
                  "text index." if "text" in names else None,
                  "full: rule-based understanding, template replies (not scored), ranker weights "
                  f"{manager.tools.ranker.weights.meta.get('source', 'shipped file')}; the turns replayed by "
-                 "dialog.batch.recommend_conversation, top 50." if manager is not None else None]
+                 "dialog.batch.recommend_conversation, top 50." if manager is not None else None,
+                 "sasrec / unisrec: the sequential model alone, the context's mapped movies in order as the "
+                 "history." if {"sasrec", "unisrec"} & set(names) else None]
+        notes += [f"{name}: full with the ranker weights {path}." for name, path in variants.items()]
         notes += [f"{name}: predictions from {outside[name]} ({c['lines']} lines, {c['broken_lines']} broken, "
                   f"{c['error_lines']} with an error, {c['unknown_items']} items not in the catalogue)."
                   for name, (_, _, c) in outside_lists.items()]

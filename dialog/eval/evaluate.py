@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ilm.runtime.cli import add_runtime_args, runtime_config
 from retrieval.cli import add_data_args
 from retrieval.eval.report import Run, run_line, write_report
+from retrieval.metrics import bootstrap_ci
 
 SYSTEMS = ("popularity", "text", "llm_only", "full", "full_ilm")  # full_ilm: full + the dialog ILM (--ilm)
 METRICS = ("success@1", "success@3", "success@5", "recall@1", "recall@5", "recall@10", "ndcg@10", "avg_turns")
@@ -41,15 +42,6 @@ def conversation_metrics(convs, max_turns: int) -> dict[str, np.ndarray]:
         out["ndcg@10"].append(0.0 if rank is None or rank >= 10 else 1.0 / np.log2(rank + 2))
         out["avg_turns"].append(float(st if st is not None else max_turns + 1))
     return {k: np.asarray(v) for k, v in out.items()}
-
-
-def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
-    """Percentile 95% interval of the mean, resampling users."""
-    if len(values) == 0:
-        return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
-    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
 
 
 def summarise(convs, max_turns: int, seed: int) -> dict:

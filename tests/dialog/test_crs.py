@@ -304,3 +304,35 @@ def test_missing_artefacts_name_the_rebuild_command(crs_root, data_dir, tmp_path
         crs.main(["--crs-dir", str(crs_root), "--data-dir", str(data_dir), "--artifacts", str(tmp_path / "none"),
                   "--out", str(tmp_path)])
     assert e.value.code == 2 and "training.build" in capsys.readouterr().err
+
+
+def test_sequential_systems_and_full_with_other_weights(resources, monkeypatch, crs_root, data_dir, tmp_path, capsys):
+    """``--systems sasrec,unisrec`` score the sequential models alone from the context's movies;
+    ``--full-weights NAME=FILE`` scores full with other ranker weights in the same run, paired with
+    full (the shipped weights written to a file again give a difference of exactly 0); unisrec
+    without the model in the artefacts names the build flag."""
+    from dataclasses import replace
+
+    from dialog.ranker import default_weights_path
+    from retrieval.unisrec import UniSRec, UniSRecConfig
+    uni = UniSRec(UniSRecConfig(epochs=1, max_len=20, dim=16, progress=False), resources.text_embeds)
+    uni.fit(resources.split.train, resources.split.n_items)
+    monkeypatch.setattr(retrieval.resources, "load_resources", lambda *a, **k: replace(resources, unisrec=uni))
+    same = tmp_path / "same.json"
+    same.write_text(default_weights_path(resources.dataset).read_text())
+    common = ["--crs-dir", str(crs_root), "--data-dir", str(data_dir), "--no-progress", "--crs", "redial"]
+    reports = crs.main(common + ["--systems", "sasrec,unisrec,full", "--full-weights", f"full+same={same}",
+                                 "--out", str(tmp_path / "r")])
+    s = reports["redial"]["systems"]
+    assert set(s) == {"sasrec", "unisrec", "full", "full+same"}
+    assert all(s[n]["n"] == 7 and s[n]["mean_list_len"] > 0 for n in s)
+    assert s["full+same"]["full_minus_this"]["diff"] == 0.0
+    lists, _ = crs.rank_sequential(uni, [], 5)
+    assert lists == {}
+    monkeypatch.setattr(retrieval.resources, "load_resources", lambda *a, **k: resources)
+    with pytest.raises(SystemExit) as e:
+        crs.main(common + ["--systems", "unisrec", "--out", str(tmp_path / "r2")])
+    assert e.value.code == 2 and "--unisrec" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        crs.main(common + ["--full-weights", f"full={same}"])
+    assert e.value.code == 2

@@ -131,3 +131,23 @@ def test_what_people_recommend_in_conversations_is_a_source_and_features(resourc
     # without conversation counts (older artefacts) the features are 0 and nothing else changes
     _, f0 = Toolbox(resources, Ranker(RankerWeights.prior())).features(RankArgs(cands, liked=[3]))
     assert not f0[:, [col["talked_about"], col["after_liked"], col["after_mentioned"], col["together"]]].any()
+
+
+def test_unisrec_feature_is_its_standardised_score_and_zero_without_it(resources):
+    """The ``unisrec`` column: the UniSRec model's score for the session history, standardised over
+    the catalogue like ``cf``; 0 when the artefacts hold no such model or there is no history."""
+    from dataclasses import replace
+
+    from retrieval.unisrec import UniSRec, UniSRecConfig
+    col = {f: j for j, f in enumerate(FEATURES)}
+    cands, hist = [Candidate(i, []) for i in (0, 3, 13)], [1, 2]
+    _, f = Toolbox(resources, Ranker(RankerWeights.prior())).features(RankArgs(cands, history=hist))
+    assert not f[:, col["unisrec"]].any() and f[:, col["cf"]].any()
+    uni = UniSRec(UniSRecConfig(epochs=2, max_len=20, dim=16, progress=False), resources.text_embeds)
+    uni.fit(resources.split.train, resources.split.n_items)
+    tb = Toolbox(replace(resources, unisrec=uni), Ranker(RankerWeights.prior()))
+    _, f = tb.features(RankArgs(cands, history=hist))
+    s = uni.score(np.zeros(1, np.int64), [np.array(hist)])[0].astype(np.float64)
+    np.testing.assert_allclose(f[:, col["unisrec"]], ((s - s.mean()) / s.std())[[0, 3, 13]], rtol=1e-4)
+    _, f = tb.features(RankArgs(cands))
+    assert not f[:, col["unisrec"]].any()

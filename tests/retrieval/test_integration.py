@@ -42,11 +42,17 @@ def test_offline_benchmark_smoke_writes_the_report(tmp_path):
                  data_dir=SHARED_DATA, log=lambda *_: None)
     saved = json.loads((tmp_path / "reports" / "offline_ml-100k.json").read_text())
     assert saved["dataset"] == "ml-100k" and saved["seed"] == 0 and "cpu_flags" in saved["run"]["hardware"] and saved["run"]["wall_s"] > 0
-    assert set(saved["models"]) == {"pop", "bpr", "sasrec", "text", "hybrid"}
+    assert set(saved["models"]) == {"pop", "bpr", "sasrec", "text", "hybrid", "unisrec", "unisrec_id"}
+    n_rare = {m["test_rare"]["n_users"] for m in saved["models"].values()}
+    assert len(n_rare) == 1 and 0 < n_rare.pop() < saved["models"]["pop"]["test"]["n_users"]
     for m in saved["models"].values():
-        for phase in ("valid", "test"):
+        for phase in ("valid", "test", "test_rare"):
             assert {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20"} <= set(m[phase])
             assert 0 <= m[phase]["ndcg@10"] <= m[phase]["hr@10"] <= 1
+    d = saved["models"]["hybrid"]["test_minus_sasrec"]
+    assert "test_minus_sasrec" not in saved["models"]["sasrec"] and d["ci95"][0] <= d["diff"] <= d["ci95"][1]
+    # an item rated fewer than 5 times in training is never in popularity's top 10 of 1,682
+    assert saved["models"]["pop"]["test_rare"]["hr@20"] == 0.0
     # popularity is deterministic: the known value of this protocol on ml-100k
     assert abs(saved["models"]["pop"]["test"]["ndcg@10"] - 0.0432) < 1e-3
     # text retrieval from real MiniLM embeddings beats chance (hr@10 of a random ranking ~ 10/1600)

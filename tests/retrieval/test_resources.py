@@ -75,3 +75,26 @@ def test_older_artefacts_get_the_new_parts_added(built, tmp_path):
     assert again.conversations is not None and again.people is not None and missing_parts(again) == []
     assert again.conversations.is_empty          # the fixture data has no crs folder: empty counts, a note
     assert "no CRS data folder" in again.conversations.meta["note"]
+
+
+def test_unisrec_is_optional_added_to_the_manifest_and_loaded(built, tmp_path):
+    """Artefacts without unisrec.pt load with ``unisrec`` None; ``add_unisrec`` trains it on the same
+    train part, the manifest covers it, and it loads back with the same scores (a corrupt file is
+    named)."""
+    import shutil
+
+    from retrieval.resources import add_unisrec
+    root, data, _ = built
+    art = tmp_path / "art"
+    shutil.copytree(root / "art", art)
+    res = load_resources("ml-latest-small", art, data_dir=data)
+    assert res.unisrec is None
+    add_unisrec(res, art, log=lambda *_: None)
+    back = load_resources("ml-latest-small", art, data_dir=data)
+    hist = [res.split.train[0], res.split.train[1]]
+    np.testing.assert_allclose(back.unisrec.score(np.arange(2), hist), res.unisrec.score(np.arange(2), hist), atol=1e-5)
+    assert back.unisrec.config.dim == 16 and "unisrec" in back.manifest["added"]
+    ckpt = art / "ml-latest-small" / "unisrec.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="unisrec.pt is corrupt"):
+        load_resources("ml-latest-small", art, data_dir=data)
