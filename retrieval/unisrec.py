@@ -62,12 +62,27 @@ class UniSRecNet(SASRecNet):
         self.with_ids = cfg.with_ids
         self.register_buffer("text", torch.as_tensor(text, dtype=torch.float32))      # (n_items, d_text)
         self.moe = MoEAdapter(self.text.shape[1], cfg.dim, cfg.n_experts, cfg.adapter_dropout)
+        self._frozen: torch.Tensor | None = None   # the table in eval mode (the adapter is ~2 GFLOP)
+
+    def train(self, mode: bool = True) -> UniSRecNet:
+        if mode or self.training:                    # into training, or out of it: weights may change
+            self._frozen = None                      # (or just did); eval() while in eval keeps it
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._frozen = None                          # .to(device) / dtype changes
+        return super()._apply(fn, *args, **kwargs)
 
     def item_weights(self) -> torch.Tensor:
-        """(n_items, D) item vectors, used both as inputs and as output embeddings."""
+        """(n_items, D) item vectors, used both as inputs and as output embeddings; computed once
+        per switch to eval mode while not training (scoring a history needs it twice)."""
+        if not self.training and self._frozen is not None:
+            return self._frozen
         table = self.moe(self.text)
         if self.with_ids:
             table = table + self.item_emb.weight[: self.n_items]
+        if not self.training:
+            self._frozen = table.detach()
         return table
 
     def embed_items(self, ids: torch.Tensor) -> torch.Tensor:

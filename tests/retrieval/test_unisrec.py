@@ -83,3 +83,22 @@ def test_moe_adapter_whitens_and_mixes_experts():
         moe.bias[1] = 1.0
         want = 0.5 * (x @ moe.weight[0] + (x - 1.0) @ moe.weight[1])
     torch.testing.assert_close(moe(x), want)
+
+
+def test_eval_mode_caches_the_item_table_and_training_drops_it():
+    text, _, seqs = _data(2)
+    model = UniSRec(_cfg(epochs=1), text)
+    model.fit(seqs, N_ITEMS)
+    first = model.score(np.arange(1), [seqs[0]])
+    cached = model.net._frozen
+    assert cached is not None
+    model.score(np.arange(1), [seqs[1]])            # scoring again (eval() again) reuses the table
+    assert model.net._frozen is cached
+    with torch.no_grad():
+        model.net.train()                           # leaving eval mode drops the cached table
+        assert model.net._frozen is None
+        model.net.moe.bias.add_(0.5)
+        model.net.eval()
+    assert not np.allclose(model.score(np.arange(1), [seqs[0]]), first)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.net.item_weights().numpy(), model.net.moe(model.net.text).numpy(), atol=1e-6)
