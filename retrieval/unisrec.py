@@ -73,6 +73,10 @@ class UniSRecNet(SASRecNet):
         self._frozen = None                          # .to(device) / dtype changes
         return super()._apply(fn, *args, **kwargs)
 
+    def load_state_dict(self, *args, **kwargs):
+        self._frozen = None                          # new weights, even while in eval mode
+        return super().load_state_dict(*args, **kwargs)
+
     def item_weights(self) -> torch.Tensor:
         """(n_items, D) item vectors, used both as inputs and as output embeddings; computed once
         per switch to eval mode while not training (scoring a history needs it twice)."""

@@ -94,6 +94,8 @@ def test_eval_mode_caches_the_item_table_and_training_drops_it():
     assert cached is not None
     model.score(np.arange(1), [seqs[1]])            # scoring again (eval() again) reuses the table
     assert model.net._frozen is cached
+    model.net.load_state_dict(model.net.state_dict())  # new weights in eval mode drop it too
+    assert model.net._frozen is None
     with torch.no_grad():
         model.net.train()                           # leaving eval mode drops the cached table
         assert model.net._frozen is None
