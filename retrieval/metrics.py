@@ -37,9 +37,8 @@ def rank_metrics(ranks: np.ndarray, ks=KS) -> dict[str, float]:
     ranks = np.asarray(ranks)
     out = {}
     for k in ks:
-        hit = ranks < k
-        out[f"hr@{k}"] = float(hit.mean())
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"hr@{k}"] = float((ranks < k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at(ranks, k).mean())
     return out
 
 

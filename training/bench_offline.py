@@ -98,9 +98,8 @@ def run(dataset: str, cfg: BenchConfig, out_dir: Path, artifacts: Path | None = 
     log(f"{dataset}: {split.n_users} users, {split.n_items} items, "
         f"{sum(len(t) for t in split.train)} train interactions")
     models, curves, report_models, choices = {}, {}, {}, {}
-    counts = np.bincount(np.concatenate([np.asarray(t, dtype=np.int64) for t in split.train]), minlength=split.n_items)
     test_users = np.flatnonzero(split.test >= 0)            # the users evaluate() ranks, in its order
-    rare = counts[split.test[test_users]] < cfg.rare_below
+    rare = split.popularity()[split.test[test_users]] < cfg.rare_below
     test_ranks = {}
 
     def record(name, model, fit_info, extra=None):

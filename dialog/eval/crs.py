@@ -372,8 +372,9 @@ def main(argv=None) -> dict:
         p.exit(2, f"{p.prog}: error: the artefacts hold no UniSRec model: python -m training.build --dataset "
                   f"{a.dataset} --artifacts {a.artifacts} --unisrec\n")
     from dialog.manager import build_manager
-    manager = build_manager(res, weights=a.weights, llm_understanding=False) if "full" in names else None
-    managers = {name: build_manager(res, weights=str(path), llm_understanding=False) for name, path in variants.items()}
+    weights = ({"full": a.weights} if "full" in names else {}) | {name: str(path) for name, path in variants.items()}
+    managers = {name: build_manager(res, weights=w, llm_understanding=False) for name, w in weights.items()}
+    manager = managers.get("full")
     outside_lists = {name: read_predictions(path, catalog, name) for name, path in outside.items()}
 
     man = (res.manifest if res is not None else None) or {}
@@ -381,7 +382,7 @@ def main(argv=None) -> dict:
     for ds in datasets:
         samples, chosen, stats = prepared[ds]
         systems = {}
-        for name in names:
+        for name in names + list(variants):
             t0 = time.perf_counter()
             if name == "popularity":
                 lists, n_err = rank_popularity(res, chosen, K, progress)
@@ -390,11 +391,7 @@ def main(argv=None) -> dict:
             elif name in ("sasrec", "unisrec"):
                 lists, n_err = rank_sequential(res.cf if name == "sasrec" else res.unisrec, chosen, K, progress, name)
             else:
-                lists, n_err = rank_full(manager, chosen, K, progress)
-            systems[name] = (lists, n_err, time.perf_counter() - t0)
-        for name, m in managers.items():
-            t0 = time.perf_counter()
-            lists, n_err = rank_full(m, chosen, K, progress)
+                lists, n_err = rank_full(managers[name], chosen, K, progress)
             systems[name] = (lists, n_err, time.perf_counter() - t0)
         for name, (lists, errored, _) in outside_lists.items():
             systems[name] = (lists, sum(x.id in errored for x in chosen), None)
